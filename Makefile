@@ -1,0 +1,37 @@
+# Every target does its own set-up: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.attnx-installed
+# The CPU build of torch: a plain `pip install torch` may pull a multi-GB CUDA build.
+TORCH_CPU ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_CPU)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+## The main job on the embedded default (CPU, ONNX Runtime): a zoo model through the whole pipeline.
+demo: install
+	$(VENV)/bin/attnx run cbam_resnet -o demo_out
+
+## The test suite (slow tests included; GPU tests skip with their reason).
+test: install
+	$(PY) -m pytest -n 2 -q -rs $(PYTEST_ARGS)
+
+## Only the fast tests.
+test-fast: install
+	$(PY) -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf demo_out .pytest_cache

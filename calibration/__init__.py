@@ -1,0 +1,1 @@
+"""attnx calibration: precision plans and calibration data (arrives with the precision work)."""

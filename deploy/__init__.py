@@ -1,0 +1,1 @@
+"""attnx deploy: CLI, backends, parity."""

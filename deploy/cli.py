@@ -1,0 +1,299 @@
+"""The ``attnx`` command line. Heavy libraries (torch, onnx, onnxruntime) load inside commands only,
+so ``attnx --help`` is instant.
+
+Exit codes: 0 success, 1 a parity failure, 2 bad input (one line on stderr naming the problem and the fix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from deploy.errors import UserError
+
+
+class _AttnxGroup(TyperGroup):
+    """Turns a UserError from any command into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+err_console = Console(stderr=True)
+app = typer.Typer(
+    name="attnx",
+    cls=_AttnxGroup,
+    help="Export attention-augmented vision models to ONNX / ONNX Runtime / TensorRT and prove parity.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+TARGET_HELP = "deployment target for the op report: ort, trt8.6, trt10, trt11"
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    from deploy.inputs import parse_shape
+
+    return parse_shape(text) if text else None
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"bad --batch '{text}': give batch sizes like 1,3") from None
+    if not values or min(values) < 1:
+        raise UserError(f"bad --batch '{text}': batch sizes must be positive integers, like 1,3")
+    return values
+
+
+@app.command()
+def zoo(
+    config: str = typer.Option(None, help="show this config of each model that has it (e.g. resnet50)"),
+    cost: bool = typer.Option(True, "--cost/--no-cost", help="count parameters and MACs (builds each model)"),
+    json_out: Path = typer.Option(None, "--json", help="also write the listing as JSON"),
+) -> None:
+    """List the zoo's models, with parameters and multiply-accumulates."""
+    from rich.table import Table
+
+    from exporters.registry import zoo as zoo_entries
+
+    rows = []
+    entries = zoo_entries()
+    with console.status("counting parameters and MACs...") if cost else _nullcontext():
+        for entry in entries.values():
+            cfg = config if config in entry.configs else entry.configs[0]
+            if config and config not in entry.configs:
+                continue
+            row = {
+                "name": entry.name, "task": entry.task, "family": entry.family, "config": cfg,
+                "configs": list(entry.configs), "input": "x".join(map(str, entry.input_shape_for(cfg))),
+                "dynamic_hw": entry.dynamic_hw, "paper": entry.paper, "description": entry.description,
+            }  # fmt: skip
+            if cost:
+                from exporters.flops import count_macs, count_params
+
+                model = entry.build(cfg)
+                row["params_m"] = count_params(model) / 1e6
+                row["gmacs"] = count_macs(model, (1, *entry.input_shape_for(cfg))) / 1e9
+                if cfg in entry.paper_figures:
+                    fig = entry.paper_figures[cfg]
+                    row["paper_params_m"], row["paper_gmacs"] = fig.params_m, fig.gmacs
+            rows.append(row)
+    if not rows:
+        raise UserError(f"no zoo model has config '{config}'")
+    table = Table(title=f"attnx zoo ({len(rows)} models)")
+    for col in ("name", "task", "family", "config", "input", "params (M)", "GMACs", "paper", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        params = f"{r['params_m']:.3f}" if "params_m" in r else "–"
+        macs = f"{r['gmacs']:.4f}" if "gmacs" in r else "–"
+        if "paper_params_m" in r:
+            params += f" (paper {r['paper_params_m']})"
+            macs += f" (paper {r['paper_gmacs']})"
+        table.add_row(r["name"], r["task"], r["family"], r["config"], r["input"], params, macs, r["paper"],
+                      r["description"])  # fmt: skip
+    console.print(table)
+    if json_out:
+        from deploy.pipeline import write_json
+
+        write_json(json_out, {"models": rows})
+
+
+class _nullcontext:
+    def __enter__(self) -> None: ...
+    def __exit__(self, *a: object) -> None: ...
+
+
+def _export_options(
+    prepared, input_shape, batch, dynamic_batch, dynamic_hw, opset, exporter, simplify
+):  # type: ignore[no-untyped-def]
+    from deploy.pipeline import full_input_shape
+    from exporters.export import ExportOptions
+
+    return ExportOptions(
+        input_shape=full_input_shape(prepared, _shape(input_shape), batch=batch),
+        dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, opset=opset, exporter=exporter, simplify=simplify,
+    )  # fmt: skip
+
+
+# Options shared by export, parity and run.
+MODEL_CONFIG = typer.Option(None, "--config", help="zoo model size config (see `attnx zoo`); default: tiny")
+WEIGHTS = typer.Option(None, "--weights", help="checkpoint: .safetensors, or a torch.save'd state dict")
+NUM_CLASSES = typer.Option(None, "--num-classes", help="override the model's number of classes")
+INPUT_SHAPE = typer.Option(None, "--input-shape", help="example input NxCxHxW; default: the zoo model's")
+DYNAMIC_BATCH = typer.Option(True, "--dynamic-batch/--static-batch", help="export a dynamic batch axis")
+DYNAMIC_HW = typer.Option(False, "--dynamic-hw", help="also make height and width dynamic")
+OPSET = typer.Option(17, "--opset", help="ONNX opset, 16–20")
+EXPORTER = typer.Option("torchscript", "--exporter", help="torchscript (default: exports the whole zoo) or dynamo")
+SIMPLIFY = typer.Option(True, "--simplify/--no-simplify", help="simplify the graph with onnxslim")
+TARGET = typer.Option("ort", "--target", help=TARGET_HELP)
+
+
+@app.command()
+def export(
+    model: str = typer.Argument(..., help="zoo name, package.module:factory, timm:NAME or torchvision:NAME"),
+    output: Path = typer.Option(..., "-o", "--output", help="the .onnx file to write"),
+    config: str = MODEL_CONFIG,
+    weights: Path = WEIGHTS,
+    num_classes: int = NUM_CLASSES,
+    input_shape: str = INPUT_SHAPE,
+    dynamic_batch: bool = DYNAMIC_BATCH,
+    dynamic_hw: bool = DYNAMIC_HW,
+    opset: int = OPSET,
+    exporter: str = EXPORTER,
+    simplify: bool = SIMPLIFY,
+    target: str = TARGET,
+) -> None:
+    """Export a model to ONNX; check it, simplify it, and report its ops for a target."""
+    from deploy.pipeline import export_model, prepare_model, report_path
+    from deploy.tables import op_table
+    from exporters.trt_support import TARGETS
+
+    if target not in TARGETS:  # checked before the (slow) export
+        raise UserError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
+    with console.status(f"building {model}..."):
+        prepared = prepare_model(model, config=config, weights=weights, num_classes=num_classes)
+        options = _export_options(prepared, input_shape, 1, dynamic_batch, dynamic_hw, opset, exporter, simplify)
+    with console.status(f"exporting {model} with the {exporter} exporter (opset {opset})..."):
+        result, report = export_model(prepared, output, options, target=target)
+    console.print(op_table(report))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"wrote {result.path} ({result.node_count} nodes, opset {result.opset}) and {report_path(result.path)}"
+    )
+    if report.blocking:
+        console.print(f"[bold red]{target} cannot run:[/] {', '.join(r.op_type for r in report.blocking)}")
+
+
+@app.command()
+def parity(
+    model_or_onnx: str = typer.Argument(..., help="a model spec (exported on the fly) or an .onnx file"),
+    model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
+    config: str = MODEL_CONFIG,
+    weights: Path = WEIGHTS,
+    batch: str = typer.Option("1,3", "--batch", help="batch sizes to compare, through the dynamic batch axis"),
+    input_shape: str = INPUT_SHAPE,
+    inputs: Path = typer.Option(None, "--inputs", help=".npy or .npz inputs instead of seeded random ones"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random inputs"),
+    precision: str = typer.Option("fp32", "--precision", help="tolerance policy: fp32, fp16 or int8"),
+    atol: float = typer.Option(None, "--atol", help="override the policy's absolute tolerance"),
+    rtol: float = typer.Option(None, "--rtol", help="override the policy's relative tolerance"),
+    min_cosine: float = typer.Option(None, "--min-cosine", help="override the policy's cosine floor"),
+    opset: int = OPSET,
+    exporter: str = EXPORTER,
+    threads: int = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)"),
+    json_out: Path = typer.Option(None, "--json", help="write the parity report as JSON"),
+) -> None:
+    """Run the same inputs through PyTorch and ONNX Runtime and compare every output."""
+    from deploy.parity import policy
+
+    tolerance = policy(precision).with_overrides(atol=atol, rtol=rtol, min_cosine=min_cosine)
+    batches = _batches(batch)
+    shape = _shape(input_shape)
+    if model_or_onnx.endswith(".onnx") or Path(model_or_onnx).is_file():
+        from deploy.pipeline import prepare_from_onnx
+
+        with console.status("building the PyTorch reference..."):
+            prepared = prepare_from_onnx(Path(model_or_onnx), model, config, weights)
+        report = _parity(prepared, Path(model_or_onnx), tolerance, precision, batches, shape, inputs, seed, threads)
+    else:
+        import tempfile
+
+        from deploy.pipeline import prepare_model
+
+        with console.status(f"building {model_or_onnx}..."):
+            prepared = prepare_model(model_or_onnx, config=config, weights=weights)
+            options = _export_options(prepared, input_shape, 1, True, False, opset, exporter, True)
+        with tempfile.TemporaryDirectory(prefix="attnx-parity-") as tmp:
+            from deploy.pipeline import export_model
+
+            with console.status(f"exporting {model_or_onnx}..."):
+                result, _ = export_model(prepared, Path(tmp) / "model.onnx", options)
+            report = _parity(prepared, result.path, tolerance, precision, batches, shape, inputs, seed, threads)
+    _finish_parity(report, json_out)
+
+
+def _parity(prepared, onnx_path, tolerance, precision, batches, shape, inputs, seed, threads):  # type: ignore[no-untyped-def]
+    from deploy.pipeline import run_parity
+
+    with console.status("comparing...") as status:
+        return run_parity(
+            prepared, onnx_path, tolerance, precision=precision, batches=batches, input_shape=shape,
+            inputs_file=inputs, seed=seed, threads=threads,
+            progress=lambda label: status.update(f"comparing {label}..."),
+        )  # fmt: skip
+
+
+def _finish_parity(report, json_out: Path | None) -> None:  # type: ignore[no-untyped-def]
+    from deploy.pipeline import write_json
+    from deploy.tables import parity_table
+
+    console.print(parity_table(report))
+    if json_out:
+        write_json(json_out, report.to_dict())
+    if not report.passed:
+        err_console.print(f"[bold red]parity FAILED[/] for {report.model} under the {report.precision} policy")
+        raise typer.Exit(1)
+    console.print(f"[green]parity passed[/] for {report.model} under the {report.precision} policy")
+
+
+@app.command()
+def run(
+    model: str = typer.Argument(..., help="zoo name, package.module:factory, timm:NAME or torchvision:NAME"),
+    output_dir: Path = typer.Option(Path("attnx_out"), "-o", "--output-dir", help="folder for every artefact"),
+    config: str = MODEL_CONFIG,
+    weights: Path = WEIGHTS,
+    input_shape: str = INPUT_SHAPE,
+    dynamic_hw: bool = DYNAMIC_HW,
+    opset: int = OPSET,
+    exporter: str = EXPORTER,
+    target: str = TARGET,
+    batch: str = typer.Option("1,3", "--batch", help="batch sizes for the parity check"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random parity inputs"),
+) -> None:
+    """The pipeline so far: export → check → op report → ONNX Runtime parity, all into one folder."""
+    from deploy.parity import policy
+    from deploy.pipeline import export_model, prepare_model, report_path, run_parity, write_json
+    from deploy.tables import op_table, parity_table
+    from exporters.trt_support import TARGETS
+
+    if target not in TARGETS:
+        raise UserError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
+    batches = _batches(batch)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = output_dir / "model.onnx"
+    with console.status(f"[1/3] building {model}..."):
+        prepared = prepare_model(model, config=config, weights=weights)
+        options = _export_options(prepared, input_shape, 1, True, dynamic_hw, opset, exporter, True)
+    with console.status(f"[2/3] exporting {model} (opset {opset}, {exporter})..."):
+        result, report = export_model(prepared, onnx_path, options, target=target)
+    console.print(op_table(report))
+    with console.status("[3/3] parity: PyTorch vs ONNX Runtime..."):
+        parity_report = run_parity(prepared, onnx_path, policy("fp32"), batches=batches, seed=seed)
+    console.print(parity_table(parity_report))
+    write_json(output_dir / "parity.json", parity_report.to_dict())
+    console.print(f"artefacts: {onnx_path}, {report_path(onnx_path)}, {output_dir / 'parity.json'}")
+    if not parity_report.passed:
+        err_console.print(f"[bold red]parity FAILED[/] for {model}")
+        raise typer.Exit(1)
+    console.print(f"[green]{model}: exported and ONNX Runtime matches PyTorch[/] (fp32 policy)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The steps the CLI chains: resolve a model, export it, check parity. Each is usable from Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deploy.parity import ParityReport, Tolerance
+    from exporters.export import ExportOptions, ExportResult
+    from exporters.registry import ZooEntry
+    from exporters.report import OpReport
+
+ATTNX_VERSION = "0.1.0"
+
+
+@dataclass
+class PreparedModel:
+    model: nn.Module
+    spec: str  # how the user named it
+    config: str | None
+    entry: ZooEntry | None
+    default_shape: tuple[int, ...] | None  # (C, H, W) if known
+    weights: Path | None
+
+    @property
+    def dynamic_hw_ok(self) -> bool:
+        return self.entry.dynamic_hw if self.entry else True
+
+    def metadata(self) -> dict[str, str]:
+        """Stamped into the ONNX file so `attnx parity model.onnx` can rebuild the reference."""
+        from exporters.weights import file_sha256
+
+        meta = {"attnx.version": ATTNX_VERSION, "attnx.model": self.spec}
+        if self.config:
+            meta["attnx.config"] = self.config
+        if self.weights:
+            meta["attnx.weights"] = str(self.weights.resolve())
+            meta["attnx.weights_sha256"] = file_sha256(self.weights)
+        return meta
+
+
+def prepare_model(
+    spec: str, config: str | None = None, weights: Path | None = None, num_classes: int | None = None
+) -> PreparedModel:
+    from exporters.registry import resolve_model
+    from exporters.weights import load_weights
+
+    if weights is not None and not weights.is_file():  # fail before building a large model
+        raise UserError(f"weights file not found: {weights}")
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    if config is not None and (":" in spec):
+        raise UserError("--config applies to zoo models only; pass options to your factory instead")
+    resolved = resolve_model(spec, config=config, **kwargs)
+    if weights is not None:
+        load_weights(resolved.model, weights)
+    return PreparedModel(resolved.model, spec, config, resolved.entry, resolved.input_shape, weights)
+
+
+def full_input_shape(prepared: PreparedModel, input_shape: tuple[int, ...] | None, batch: int = 1) -> tuple[int, ...]:
+    """The export shape: the user's, else the zoo default with the given batch."""
+    if input_shape is not None:
+        if prepared.entry and not prepared.entry.dynamic_hw and len(input_shape) == 4:
+            want = prepared.default_shape
+            if want and tuple(input_shape[1:]) != tuple(want):
+                raise UserError(
+                    f"model '{prepared.spec}' takes a fixed input of {'x'.join(map(str, want))} (C×H×W), "
+                    f"not {'x'.join(map(str, input_shape[1:]))}; drop --input-shape or match it"
+                )
+        return input_shape
+    if prepared.default_shape is None:
+        raise UserError(f"the input shape of '{prepared.spec}' is unknown: pass --input-shape, e.g. 1x3x224x224")
+    return (batch, *prepared.default_shape)
+
+
+def export_model(
+    prepared: PreparedModel, out_path: Path, options: ExportOptions, target: str = "ort"
+) -> tuple[ExportResult, OpReport]:
+    """Export, then write the op report as JSON beside the model (``<stem>.report.json``)."""
+    import onnx
+
+    from exporters.export import export_onnx
+    from exporters.report import op_report
+
+    if options.dynamic_hw and not prepared.dynamic_hw_ok:
+        raise UserError(f"model '{prepared.spec}' has a fixed input size: drop --dynamic-hw")
+    result = export_onnx(prepared.model, out_path, options, model_label=prepared.spec, metadata=prepared.metadata())
+    report = op_report(onnx.load(str(result.path), load_external_data=False), target, model=prepared.spec)
+    report.notes.extend(result.notes)
+    report.save(report_path(result.path))
+    return result, report
+
+
+def report_path(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.stem + ".report.json")
+
+
+def prepare_from_onnx(onnx_path: Path, model_spec: str | None, config: str | None, weights: Path | None):
+    """The torch reference for an ONNX file: from --model, else from the attnx metadata in the file."""
+    from exporters.export import read_metadata
+
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX file not found: {onnx_path}")
+    try:
+        meta = read_metadata(onnx_path)
+    except Exception as exc:  # onnx raises DecodeError and friends for corrupt files
+        raise UserError(f"{onnx_path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+    spec = model_spec or meta.get("attnx.model")
+    if not spec:
+        raise UserError(f"{onnx_path} was not exported by attnx: name its PyTorch model with --model")
+    if model_spec is None:
+        config = config or meta.get("attnx.config")
+        if weights is None and "attnx.weights" in meta:
+            weights = Path(meta["attnx.weights"])
+            if not weights.is_file():
+                raise UserError(f"{onnx_path} was exported with weights {weights}, which is gone: pass --weights")
+    return prepare_model(spec, config=config, weights=weights)
+
+
+def run_parity(
+    prepared: PreparedModel,
+    onnx_path: Path,
+    tolerance: Tolerance,
+    precision: str = "fp32",
+    batches: list[int] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    inputs_file: Path | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Feed the same inputs to PyTorch and ONNX Runtime and compare every output."""
+    from deploy.backends.onnxrt import OnnxrtRunner
+    from deploy.backends.torch_runner import TorchRunner
+    from deploy.inputs import check_shape, load_inputs, seeded_inputs
+    from deploy.parity import ParityReport, compare
+
+    with OnnxrtRunner(onnx_path, threads=threads) as ort_runner:
+        specs = ort_runner.input_specs()
+        torch_runner = TorchRunner(prepared.model, specs, ort_runner.output_names())
+        report = ParityReport(
+            model=prepared.spec, reference="torch", candidate=f"onnxruntime ({onnx_path.name})",
+            precision=precision, tolerance=tolerance,
+            input_source=str(inputs_file) if inputs_file else f"seeded random (seed {seed})",
+        )  # fmt: skip
+        feeds: list[tuple[str, dict[str, np.ndarray]]] = []
+        if inputs_file is not None:
+            feed = load_inputs(inputs_file, specs)
+            feeds.append((f"file ({next(iter(feed.values())).shape[0]} samples)", feed))
+        else:
+            base = _base_shape(specs[0], prepared, input_shape)
+            batch_dynamic = specs[0].is_dynamic(0)
+            for b in batches or [1, 3]:
+                if not batch_dynamic and b != base[0]:
+                    continue  # a static-batch model runs only its own batch
+                shape = (b, *base[1:])
+                check_shape(specs[0], shape, source="--input-shape")
+                feeds.append((f"batch {b}", seeded_inputs(specs[:1], {specs[0].name: shape}, seed + b)))
+            if not feeds:
+                feeds.append((f"batch {base[0]}", seeded_inputs(specs[:1], {specs[0].name: base}, seed)))
+        for label, feed in feeds:
+            if progress:
+                progress(label)
+            ref = _torch_infer(torch_runner, feed, prepared.spec)
+            cand = ort_runner.infer(feed)
+            shapes = {k: tuple(v.shape) for k, v in feed.items()}
+            report.cases.append(compare(ref, cand, tolerance, label, shapes))
+    return report
+
+
+def _base_shape(spec, prepared: PreparedModel, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
+    """The (batch-agnostic) shape to feed: the user's, else the model's static dims, else the zoo default."""
+    if input_shape is not None:
+        return input_shape
+    if all(isinstance(d, int) for d in spec.shape[1:]):
+        batch = spec.shape[0] if isinstance(spec.shape[0], int) else 1
+        return (batch, *spec.shape[1:])
+    return full_input_shape(prepared, None)
+
+
+def _torch_infer(runner, feed: dict[str, np.ndarray], label: str) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    try:
+        return runner.infer(feed)
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shape = "x".join(map(str, next(iter(feed.values())).shape))
+        raise UserError(f"model '{label}' rejects input shape {shape}: {first[:200]}") from None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""attnx exporters: the attention model zoo and torch → ONNX export."""

@@ -1,0 +1,1 @@
+"""Attention mechanisms as documented ``nn.Module``s, one file per paper."""

@@ -1,0 +1,52 @@
+"""Loading checkpoints into models: safetensors, or ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict (strictly) from ``path`` into ``model``; user errors name the file and the fix."""
+    import torch
+
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign files raise many types; one line names it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read weights from {path} (corrupt or not a checkpoint?): {first[:200]}") from None
+    # Common checkpoint wrappers: {"state_dict": ...} or {"model": ...}
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} does not hold a state dict of tensors")
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise UserError(
+            f"weights in {path} do not fit the model: {len(result.missing_keys)} missing "
+            f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
+            f"(e.g. {result.unexpected_keys[:2]}); check the model name and --config"
+        )

@@ -1,0 +1,169 @@
+"""The CLI through typer's runner: happy paths, exit codes, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from deploy.cli import app
+
+runner = CliRunner()
+TINY = "tests.fixtures:tiny_net"
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    err = result.stderr.strip()
+    assert err.startswith("error:") and "Traceback" not in result.output
+    assert len(err.splitlines()) <= 2, err  # one message (rich may soft-wrap a long one)
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    result = invoke("export", TINY, "-o", out, "--input-shape", "1x3x16x16")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_help_is_fast_and_does_not_import_heavy_libraries():
+    heavy = "('torch', 'onnx', 'onnxruntime', 'tensorrt')"
+    code = f"import sys, deploy.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_zoo_lists_every_model_with_costs(tmp_path):
+    result = invoke("zoo", "--json", tmp_path / "zoo.json")
+    assert result.exit_code == 0, result.output
+    models = json.loads((tmp_path / "zoo.json").read_text())["models"]
+    assert {"se_resnet", "vit_tiny", "ea_seg"} <= {m["name"] for m in models}
+    assert all(m["params_m"] > 0 and m["gmacs"] > 0 for m in models)
+
+
+def test_export_writes_model_and_report(exported):
+    assert exported.is_file() and exported.with_name("tiny.report.json").is_file()
+    onnx.checker.check_model(onnx.load(str(exported)))
+
+
+def test_parity_on_an_attnx_onnx_file(exported, tmp_path):
+    result = invoke("parity", exported, "--json", tmp_path / "p.json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["passed"] and [c["label"] for c in data["cases"]] == ["batch 1", "batch 3"]
+    assert data["cases"][0]["outputs"][0]["max_abs"] < 1e-4
+
+
+def test_parity_on_a_zoo_name():
+    result = invoke("parity", "se_resnet", "--batch", "2")
+    assert result.exit_code == 0, result.output
+    assert "parity passed" in result.output
+
+
+def test_parity_failure_exits_1(exported, tmp_path):
+    proto = onnx.load(str(exported))
+    init = next(i for i in proto.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.05, init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, str(broken))
+    result = invoke("parity", broken, "--json", tmp_path / "p.json")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output and not json.loads((tmp_path / "p.json").read_text())["passed"]
+
+
+def test_parity_with_user_inputs(exported, tmp_path):
+    np.savez(tmp_path / "in.npz", input=np.random.default_rng(1).standard_normal((5, 3, 16, 16)).astype(np.float32))
+    result = invoke("parity", exported, "--inputs", tmp_path / "in.npz", "--json", tmp_path / "p.json")
+    assert result.exit_code == 0, result.output
+    cases = json.loads((tmp_path / "p.json").read_text())["cases"]
+    assert [c["input_shapes"]["input"] for c in cases] == [[5, 3, 16, 16]]
+
+
+def test_run_pipeline_writes_every_artefact(tmp_path):
+    result = invoke("run", "eca_resnet", "-o", tmp_path / "out", "--batch", "1")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.onnx", "model.report.json", "parity.json"}
+
+
+# --- bad input: exit 2, one line -------------------------------------------------------------------
+
+
+def test_unknown_model_suggests_close_names(tmp_path):
+    assert_user_error(invoke("export", "se_resnt", "-o", tmp_path / "m.onnx"), "unknown model 'se_resnt'", "se_resnet")
+
+
+def test_missing_onnx_file(tmp_path):
+    assert_user_error(invoke("parity", tmp_path / "nope.onnx"), "ONNX file not found")
+
+
+def test_corrupt_onnx_file(tmp_path):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    assert_user_error(invoke("parity", bad), "corrupt")
+
+
+def test_truncated_onnx_file(exported, tmp_path):
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    assert_user_error(invoke("parity", cut))
+
+
+def test_onnx_not_from_attnx_needs_model(tmp_path, exported):
+    proto = onnx.load(str(exported))
+    del proto.metadata_props[:]
+    plain = tmp_path / "plain.onnx"
+    onnx.save(proto, str(plain))
+    assert_user_error(invoke("parity", plain), "--model")
+    assert invoke("parity", plain, "--model", TINY).exit_code == 0
+
+
+def test_shape_the_model_rejects(tmp_path):
+    assert_user_error(
+        invoke("export", TINY, "-o", tmp_path / "m.onnx", "--input-shape", "1x5x16x16"), "rejects input shape"
+    )
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_fixed_size_model_rejects_other_size(tmp_path):
+    assert_user_error(invoke("export", "vit_tiny", "-o", tmp_path / "m.onnx", "--input-shape", "1x3x48x48"), "fixed")
+
+
+def test_op_that_cannot_be_exported(tmp_path):
+    result = invoke("export", "tests.fixtures:unexportable_net", "-o", tmp_path / "m.onnx", "--input-shape", "1x3x8x8")
+    assert_user_error(result, "linalg_svdvals", "head.spectral")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--opset", "12"], "opset 12 is not supported"),
+        (["--target", "trt7"], "unknown target 'trt7'"),
+        (["--input-shape", "1xthreex16"], "bad shape"),
+        (["--exporter", "fx"], "unknown exporter 'fx'"),
+        (["--config", "huge"], "no config 'huge'"),
+        (["--weights", "/nonexistent/w.pt"], "weights file not found"),
+    ],
+)
+def test_bad_export_options(args, fragment, tmp_path):
+    assert_user_error(invoke("export", "se_resnet", "-o", tmp_path / "m.onnx", *args), fragment)
+
+
+def test_bad_parity_inputs(exported, tmp_path):
+    np.save(tmp_path / "wrong.npy", np.zeros((1, 3, 15, 16), dtype=np.float32))
+    assert_user_error(invoke("parity", exported, "--inputs", tmp_path / "wrong.npy"), "axis 2")
+    assert_user_error(invoke("parity", exported, "--inputs", tmp_path / "none.npz"), "input file not found")
+    assert_user_error(invoke("parity", exported, "--precision", "fp8"), "unknown precision policy")
+    assert_user_error(invoke("parity", exported, "--batch", "0"), "bad --batch")
