@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.attnx-installed
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-fast lint clean zoo-report
 
 install: $(STAMP)
 
@@ -35,3 +35,7 @@ lint: install
 
 clean:
 	rm -rf demo_out .pytest_cache
+
+## Export the whole zoo and check parity; the Markdown table in the README comes from here.
+zoo-report: install
+	$(PY) -m deploy.zoo_report --json out/zoo_report.json

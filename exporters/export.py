@@ -10,7 +10,9 @@ import contextlib
 import io
 import os
 import re
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,7 +164,9 @@ def _export_torchscript(
     if options.plugin_ops:
         kwargs["custom_opsets"] = {"attnx": 1}
     try:
-        with warnings.catch_warnings(), ops.plugin_ops(options.plugin_ops):
+        # On failure the exporter prints the whole TorchScript graph from C++ (its log switch is stuck on
+        # in torch 2.x); the user gets one line instead.
+        with warnings.catch_warnings(), ops.plugin_ops(options.plugin_ops), _quiet_stdout_fd():
             warnings.simplefilter("ignore")  # the legacy-exporter deprecation notice and tracer warnings
             torch.onnx.export(
                 model, (x,), str(path), dynamo=False, opset_version=options.opset,
@@ -201,6 +205,22 @@ def _export_dynamo(
         raise UserError(_explain_export_failure(model, x, exc, options, model_label)) from None
 
 
+@contextlib.contextmanager
+def _quiet_stdout_fd() -> Iterator[None]:
+    """Send file descriptor 1 (C++ prints included) to /dev/null for the duration."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 _ATEN_OP = re.compile(r"aten(?:::|\.)(\w+)")
 
 
@@ -226,26 +246,44 @@ def _explain_export_failure(
 def find_calling_module(model: nn.Module, x: torch.Tensor, op: str) -> tuple[str, str] | None:
     """Run the model once, recording which submodule executes each aten op; return the first caller of ``op``."""
     import torch
+    from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
     stack: list[tuple[str, str]] = [("<model>", type(model).__name__)]
     found: list[tuple[str, str]] = []
 
-    class Recorder(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            name = func.__name__.split(".")[0]
-            if not found and name == op:
-                found.append(stack[-1])
+    def record(name: str) -> None:
+        if not found and name.split(".")[0] == op:
+            found.append(stack[-1])
+
+    # The exporter names ops at two levels: torch functions (aten::linalg_svdvals, which decomposes
+    # before dispatch) and dispatched aten ops (aten.upsample_bicubic2d); watch both.
+    class FunctionRecorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            record(getattr(func, "__name__", ""))
             return func(*args, **(kwargs or {}))
+
+    class DispatchRecorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            record(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    def enter(name: str):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, args: object) -> None:
+            stack.append((name, type(module).__name__))
+
+        return hook
+
+    def leave(module: nn.Module, args: object, output: object) -> None:  # must return None: keep the output
+        stack.pop()
 
     handles = []
     for name, module in model.named_modules():
-        if not name:
-            continue
-        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: stack.append((n, type(m).__name__))))
-        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop()))
+        if name:
+            handles.append(module.register_forward_pre_hook(enter(name)))
+            handles.append(module.register_forward_hook(leave))
     try:
-        with torch.no_grad(), Recorder():
+        with torch.no_grad(), FunctionRecorder(), DispatchRecorder():
             model(x)
     except Exception:  # diagnosis is best effort; the export error is what the user sees
         pass

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -118,14 +120,32 @@ class ResolvedModel:
     input_shape: tuple[int, int, int] | None  # (C, H, W) default, if known
 
 
+INIT_SEED = 0
+
+
 def resolve_model(spec: str, config: str | None = None, **kwargs: Any) -> ResolvedModel:
-    """Build the model a spec names, in eval mode."""
+    """Build the model a spec names, in eval mode.
+
+    Initialisation is seeded (``INIT_SEED``) without disturbing the caller's RNG, so the same spec
+    always builds the same weights: an ONNX file exported from a zoo name without a checkpoint can
+    be checked against a model rebuilt later from its metadata.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        return _resolve(spec, config, **kwargs)
+
+
+def _resolve(spec: str, config: str | None = None, **kwargs: Any) -> ResolvedModel:
     if spec.startswith(("timm:", "torchvision:")):
         hub, _, name = spec.partition(":")
         model = _from_hub(hub, name, **kwargs)
         return ResolvedModel(model.eval(), spec, None, (3, 224, 224))
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # like `python -m`: the user's own modules import from here
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

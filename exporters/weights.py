@@ -43,6 +43,14 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} does not hold a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+    own = model.state_dict()
+    wrong_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong_shape:
+        k = wrong_shape[0]
+        raise UserError(
+            f"weights in {path} do not fit the model: {len(wrong_shape)} tensor(s) of another shape, e.g. "
+            f"'{k}' {tuple(state[k].shape)} vs {tuple(own[k].shape)}; check the model name, --config, --num-classes"
+        )
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise UserError(

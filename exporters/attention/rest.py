@@ -22,12 +22,16 @@ from torch import nn
 
 
 def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Instance norm without affine parameters or running statistics (``nn.InstanceNorm2d`` defaults).
+    """Instance norm over the last two axes, no affine parameters or running stats (``nn.InstanceNorm2d``).
 
-    Each (batch, head) map is normalised with its own mean and variance, in eval mode too. The aten op is
-    called directly: ``nn.InstanceNorm2d``'s Python-side size checks emit TracerWarnings during export.
+    Each (batch, head) attention map is normalised with its own mean and (biased) variance, in eval mode
+    too. Written out two-pass (centre, then the mean of squares) rather than as ``torch.instance_norm``:
+    near-uniform softmax maps have mean/std ratios of 10-100, where a one-pass E[x²] − E[x]² variance (as
+    backends may compute InstanceNormalization) loses several digits and breaks torch/ONNX parity.
     """
-    return torch.instance_norm(x, None, None, None, None, True, 0.0, eps, False)
+    centred = x - x.mean(dim=(-2, -1), keepdim=True)
+    var = (centred * centred).mean(dim=(-2, -1), keepdim=True)
+    return centred / torch.sqrt(var + eps)
 
 
 class EfficientMultiHeadSelfAttention(nn.Module):
@@ -67,6 +71,12 @@ class EfficientMultiHeadSelfAttention(nn.Module):
         self.apply_transform = apply_transform and num_heads > 1
         if self.apply_transform:
             self.transform_conv = nn.Conv2d(num_heads, num_heads, kernel_size=1)
+            # Start as the identity (no mixing yet): the default init scales the logits down by ~√3, and
+            # the near-uniform maps that result make IN amplify float rounding by 10-50× per stage, so
+            # torch and ONNX Runtime drift apart through a randomly initialised network.
+            with torch.no_grad():
+                self.transform_conv.weight.copy_(torch.eye(num_heads).reshape(num_heads, num_heads, 1, 1))
+                self.transform_conv.bias.zero_()  # a per-head constant; softmax ignores it anyway
 
     def forward(self, x: torch.Tensor, h: int | torch.Tensor, w: int | torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape

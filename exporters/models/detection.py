@@ -23,8 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deploy.errors import UserError
 from exporters.attention.c2f import C2f, CAC2f, ConvBNSiLU
 from exporters.registry import register_model
+
+HW_MULTIPLE = 32  # the deepest level's stride: up-sampled maps must line up with the lateral ones
+
+
+def _eager() -> bool:
+    """True outside tracing/export, where a shape check may run as plain Python."""
+    return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
 class CAC2fDetector(nn.Module):
@@ -61,6 +69,11 @@ class CAC2fDetector(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(c, out, 1) for c in (w2, w3, w4))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if _eager() and (x.shape[-2] % HW_MULTIPLE or x.shape[-1] % HW_MULTIPLE):
+            raise UserError(
+                f"ca_c2f_neck input height and width must be multiples of {HW_MULTIPLE}, "
+                f"got {x.shape[-2]}×{x.shape[-1]}"
+            )
         p3 = self.stage3(self.stage2(self.stem(x)))
         p4 = self.stage4(p3)
         p5 = self.stage5(p4)

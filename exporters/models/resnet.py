@@ -290,12 +290,12 @@ def build_bam_resnet(config: str = "tiny", num_classes: int | None = None, **kwa
     "channel",
     "Wang et al., 2020 (ECA-Net: Efficient Channel Attention)",
     PaperFigures(
-        params_m=25.56,
+        params_m=25.55,
         gmacs=3.86,
         source=(
             "ECA-Net50, ECA-Net (CVPR 2020) Table 2: '24.37M', 3.86 GFLOPs. The paper's parameter unit is 2^20: "
             "its ResNet-50/101/152 rows (24.37/42.49/57.40M) are the true 25.56/44.55/60.19M divided by "
-            "1.048576, so 24.37 × 1.048576 = 25.55M true parameters (ECA adds only k weights per block). "
+            "1.048576, so ECA-Net50 has 24.37 × 1.048576 = 25.55M parameters (ECA adds only k weights per block). "
             f"Adaptive k per eq. 12 (5, 5, 5, 7 for 256–2048 channels); {_V1_NOTE}."
         ),
     ),
