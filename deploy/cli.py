@@ -61,6 +61,8 @@ def zoo(
     config: str = typer.Option(None, help="show this config of each model that has it (e.g. resnet50)"),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="count parameters and MACs (builds each model)"),
     json_out: Path = typer.Option(None, "--json", help="also write the listing as JSON"),
+    markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table instead"),
+    long: bool = typer.Option(False, "--long", help="add the paper and the description"),
 ) -> None:
     """List the zoo's models, with parameters and multiply-accumulates."""
     from rich.table import Table
@@ -91,18 +93,29 @@ def zoo(
             rows.append(row)
     if not rows:
         raise UserError(f"no zoo model has config '{config}'")
-    table = Table(title=f"attnx zoo ({len(rows)} models)")
-    for col in ("name", "task", "family", "config", "input", "params (M)", "GMACs", "paper", "description"):
-        table.add_column(col, overflow="fold")
+    columns = ["name", "task", "family", "config", "input", "params (M)", "GMACs"]
+    columns += ["paper", "description"] if long else []
+    lines = []
     for r in rows:
         params = f"{r['params_m']:.3f}" if "params_m" in r else "–"
         macs = f"{r['gmacs']:.4f}" if "gmacs" in r else "–"
         if "paper_params_m" in r:
             params += f" (paper {r['paper_params_m']})"
             macs += f" (paper {r['paper_gmacs']})"
-        table.add_row(r["name"], r["task"], r["family"], r["config"], r["input"], params, macs, r["paper"],
-                      r["description"])  # fmt: skip
-    console.print(table)
+        cells = [r["name"], r["task"], r["family"], r["config"], r["input"], params, macs]
+        lines.append(cells + ([r["paper"], r["description"]] if long else []))
+    if markdown:
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for cells in lines:
+            print("| " + " | ".join(cells) + " |")
+    else:
+        table = Table(title=f"attnx zoo ({len(rows)} models)")
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for cells in lines:
+            table.add_row(*cells)
+        console.print(table)
     if json_out:
         from deploy.pipeline import write_json
 

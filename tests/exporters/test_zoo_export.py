@@ -10,6 +10,7 @@ import torch
 from deploy.parity import POLICIES
 from deploy.pipeline import export_model, prepare_model, run_parity
 from exporters.export import ExportOptions
+from exporters.init import wake_zero_parameters
 from exporters.registry import zoo
 
 MODELS = sorted(zoo())
@@ -22,16 +23,6 @@ def test_zoo_covers_every_family_the_issue_names():
         "danet_seg", "ea_seg", "stn_classifier", "vit_tiny", "mobilevitv2", "rest", "ca_c2f_neck",
     }  # fmt: skip
     assert families <= set(MODELS), f"missing: {families - set(MODELS)}"
-
-
-def wake_zero_initialised_parameters(model: torch.nn.Module) -> None:
-    """Papers start some gates at zero (DANet's α, β; the STN's last layer): parity at init would then
-    skip those branches entirely, so give them seeded non-zero values first."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.numel() and not p.any():
-                p.copy_(0.5 if p.numel() == 1 else 0.1 * torch.randn(p.shape, generator=gen))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -49,7 +40,7 @@ def test_forward_shapes_follow_the_batch(name):
 def test_export_and_ort_parity(name, tmp_path):
     entry = zoo()[name]
     prepared = prepare_model(name)
-    wake_zero_initialised_parameters(prepared.model)
+    wake_zero_parameters(prepared.model)  # exercise branches whose gates start at zero
     options = ExportOptions(input_shape=(2, *entry.input_shape), dynamic_batch=True, dynamic_hw=entry.dynamic_hw)
     result, report = export_model(prepared, tmp_path / f"{name}.onnx", options)
     assert result.path.is_file() and report.node_count > 0

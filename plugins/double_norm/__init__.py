@@ -1,0 +1,1 @@
+"""attnx::DoubleNorm: spec, NumPy reference, Triton kernel, TensorRT plugin (see README.md)."""

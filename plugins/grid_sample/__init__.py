@@ -1,0 +1,1 @@
+"""attnx::GridSample: spec, NumPy reference, Triton kernel, TensorRT plugin (see README.md)."""

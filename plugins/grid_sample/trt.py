@@ -1,0 +1,48 @@
+"""TensorRT plugin ``attnx::GridSamplePlugin``: spec-driven shapes, Triton kernel ahead of time.
+
+No ``from __future__ import annotations`` here: tensorrt.plugin inspects the annotations as
+classes at decoration time.
+"""
+
+import tensorrt.plugin as trtp
+
+from plugins.grid_sample import kernel
+from plugins.grid_sample.spec import SPEC
+from plugins.trt import FLOAT_IO, aot_result, dims, dtype_name, target_arch
+
+PLUGIN_ID = SPEC.trt_plugin_id
+
+
+@trtp.register(PLUGIN_ID)
+def grid_sample_desc(
+    X: trtp.TensorDesc, grid: trtp.TensorDesc, mode: str, padding_mode: str, align_corners: int
+) -> trtp.TensorDesc:
+    attrs = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
+    (out,) = SPEC.infer_shapes([dims(X), dims(grid)], attrs, PLUGIN_ID)
+    return trtp.from_shape_expr(out, dtype=X.dtype)
+
+
+@trtp.autotune(PLUGIN_ID)
+def grid_sample_autotune(
+    X: trtp.TensorDesc, grid: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]
+) -> list[trtp.AutoTuneCombination]:
+    return [trtp.AutoTuneCombination(f"{FLOAT_IO}, {FLOAT_IO}, {FLOAT_IO}", "LINEAR")]
+
+
+@trtp.aot_impl(PLUGIN_ID)
+def grid_sample_aot(
+    X: trtp.TensorDesc,
+    grid: trtp.TensorDesc,
+    mode: str,
+    padding_mode: str,
+    align_corners: int,
+    outputs: tuple[trtp.TensorDesc],
+    tactic: int,
+) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
+    attrs = SPEC.resolve_attrs({"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}, PLUGIN_ID)
+    dtype = dtype_name(X.dtype, PLUGIN_ID)
+    compiled = kernel.compile_aot(dtype, attrs["mode"], attrs["padding_mode"], attrs["align_corners"], target_arch())
+    x, g, y = X.shape_expr, grid.shape_expr, outputs[0].shape_expr
+    n_programs = trtp.cdiv(y.numel(), kernel.AOT_BLOCK)
+    return aot_result(compiled, [n_programs], [x[0], x[1], x[2], x[3], g[1], g[2]])
+
