@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.attnx-installed
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint clean zoo-report
+.PHONY: install demo test test-fast lint typecheck clean zoo-report
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+## Type-check the TensorRT plugin code (no TensorRT libraries needed: stubs in plugins/typings).
+typecheck: install
+	$(VENV)/bin/mypy --disallow-untyped-defs plugins
 
 clean:
 	rm -rf demo_out .pytest_cache

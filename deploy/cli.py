@@ -150,6 +150,9 @@ OPSET = typer.Option(17, "--opset", help="ONNX opset, 16–20")
 EXPORTER = typer.Option("torchscript", "--exporter", help="torchscript (default: exports the whole zoo) or dynamo")
 SIMPLIFY = typer.Option(True, "--simplify/--no-simplify", help="simplify the graph with onnxslim")
 TARGET = typer.Option("ort", "--target", help=TARGET_HELP)
+PLUGINS = typer.Option(
+    "none", "--plugins", help="attnx custom ops: none (standard ONNX), trt (custom nodes), auto (per op and target)"
+)
 
 
 @app.command()
@@ -166,6 +169,7 @@ def export(
     exporter: str = EXPORTER,
     simplify: bool = SIMPLIFY,
     target: str = TARGET,
+    plugins: str = PLUGINS,
 ) -> None:
     """Export a model to ONNX; check it, simplify it, and report its ops for a target."""
     from deploy.pipeline import export_model, prepare_model, report_path
@@ -178,7 +182,7 @@ def export(
         prepared = prepare_model(model, config=config, weights=weights, num_classes=num_classes)
         options = _export_options(prepared, input_shape, 1, dynamic_batch, dynamic_hw, opset, exporter, simplify)
     with console.status(f"exporting {model} with the {exporter} exporter (opset {opset})..."):
-        result, report = export_model(prepared, output, options, target=target)
+        result, report = export_model(prepared, output, options, target=target, plugins=plugins)
     console.print(op_table(report))
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -272,6 +276,7 @@ def run(
     opset: int = OPSET,
     exporter: str = EXPORTER,
     target: str = TARGET,
+    plugins: str = PLUGINS,
     batch: str = typer.Option("1,3", "--batch", help="batch sizes for the parity check"),
     seed: int = typer.Option(0, "--seed", help="seed of the random parity inputs"),
 ) -> None:
@@ -290,8 +295,10 @@ def run(
         prepared = prepare_model(model, config=config, weights=weights)
         options = _export_options(prepared, input_shape, 1, True, dynamic_hw, opset, exporter, True)
     with console.status(f"[2/3] exporting {model} (opset {opset}, {exporter})..."):
-        result, report = export_model(prepared, onnx_path, options, target=target)
+        result, report = export_model(prepared, onnx_path, options, target=target, plugins=plugins)
     console.print(op_table(report))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
     with console.status("[3/3] parity: PyTorch vs ONNX Runtime..."):
         parity_report = run_parity(prepared, onnx_path, policy("fp32"), batches=batches, seed=seed)
     console.print(parity_table(parity_report))

@@ -85,18 +85,35 @@ def full_input_shape(prepared: PreparedModel, input_shape: tuple[int, ...] | Non
 
 
 def export_model(
-    prepared: PreparedModel, out_path: Path, options: ExportOptions, target: str = "ort"
+    prepared: PreparedModel, out_path: Path, options: ExportOptions, target: str = "ort", plugins: str = "none"
 ) -> tuple[ExportResult, OpReport]:
-    """Export, then write the op report as JSON beside the model (``<stem>.report.json``)."""
+    """Export, then write the op report as JSON beside the model (``<stem>.report.json``).
+
+    ``plugins`` (none | trt | auto) picks, per attnx op, custom node or standard ONNX; the op report's
+    notes say what was chosen for each op the model uses, and why.
+    """
+    import dataclasses
+
     import onnx
 
-    from exporters.export import export_onnx
+    from exporters.export import choose_plugin_ops, export_onnx
     from exporters.report import op_report
 
     if options.dynamic_hw and not prepared.dynamic_hw_ok:
         raise UserError(f"model '{prepared.spec}' has a fixed input size: drop --dynamic-hw")
-    result = export_onnx(prepared.model, out_path, options, model_label=prepared.spec, metadata=prepared.metadata())
-    report = op_report(onnx.load(str(result.path), load_external_data=False), target, model=prepared.spec)
+    chosen, reasons = choose_plugin_ops(plugins, target)
+    options = dataclasses.replace(options, plugin_ops=chosen)
+    metadata = {**prepared.metadata(), "attnx.plugins": plugins}
+    result = export_onnx(prepared.model, out_path, options, model_label=prepared.spec, metadata=metadata)
+    proto = onnx.load(str(result.path), load_external_data=False)
+    report = op_report(proto, target, model=prepared.spec)
+    custom_nodes = {n.op_type for n in proto.graph.node if n.domain == "attnx"}
+    standard_nodes = {n.op_type for n in proto.graph.node if n.domain in ("", "ai.onnx")}
+    for op in sorted(result.ops_used):
+        in_graph = op in custom_nodes or (op != "GridSample" or op in standard_nodes)
+        if not in_graph or (op in chosen and op not in custom_nodes):
+            continue  # subsumed by a fused custom op (GridSample inside AffineGridSample)
+        report.notes.append(f"{op}: {reasons[op]}")
     report.notes.extend(result.notes)
     report.save(report_path(result.path))
     return result, report

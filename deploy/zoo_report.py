@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                 "max_abs": max(o.max_abs for o in outs), "min_cosine": min(o.cosine for o in outs),
                 "passed": parity.passed, "woken_parameters": woken,
             })  # fmt: skip
-    print(f"| model | task | input (C×H×W) | dynamic H/W | params (M) | GMACs | ONNX nodes | export (s) "
-          f"| max abs err (batch 1, 3) | min cosine | fp32 parity |")  # fmt: skip
+    print("| model | task | input (C×H×W) | dynamic H/W | params (M) | GMACs | ONNX nodes | export (s) "
+          "| max abs err (batch 1, 3) | min cosine | fp32 parity |")  # fmt: skip
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(

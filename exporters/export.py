@@ -54,6 +54,50 @@ class ExportOptions:
             raise UserError("custom-op (plugin) export needs --exporter torchscript: dynamo inlines attnx ops")
 
 
+PLUGIN_MODES = ("none", "trt", "auto")
+
+
+def parse_trt_target(target: str) -> tuple[int, int] | None:
+    """``"trt8.6"`` → (8, 6), ``"trt10"`` → (10, 0); None for non-TensorRT targets."""
+    if not target.startswith("trt"):
+        return None
+    major, _, minor = target[3:].partition(".")
+    return int(major), int(minor or 0)
+
+
+def choose_plugin_ops(mode: str, target: str) -> tuple[frozenset[str], dict[str, str]]:
+    """Which attnx ops export as custom nodes, and why, for ``--plugins MODE`` and a target.
+
+    ``none``: standard ONNX only. ``trt``: every attnx op as a custom node. ``auto``: per op and target:
+    a custom node only where the target has no native form (e.g. GridSample before TensorRT 8.5);
+    ONNX Runtime targets get standard ONNX, which ORT runs natively.
+    """
+    if mode not in PLUGIN_MODES:
+        raise UserError(f"unknown --plugins '{mode}': choose one of {', '.join(PLUGIN_MODES)}")
+    from plugins.spec import OPS, plugin_needed
+
+    reasons: dict[str, str] = {}
+    chosen: set[str] = set()
+    trt = parse_trt_target(target)
+    for name, spec in OPS.items():
+        since = spec.trt_native_since
+        if mode == "none":
+            reasons[name] = "standard ONNX (--plugins none)"
+        elif mode == "trt":
+            chosen.add(name)
+            reasons[name] = f"attnx::{name} custom node (--plugins trt)"
+        elif trt is None:
+            reasons[name] = f"standard ONNX: {target} runs it natively"
+        elif plugin_needed(name, trt):
+            chosen.add(name)
+            why = (f"TensorRT {trt[0]}.{trt[1]} predates its native form ({since[0]}.{since[1]})" if since
+                   else "TensorRT has no native fused form")  # fmt: skip
+            reasons[name] = f"attnx::{name} custom node: {why}"
+        else:
+            reasons[name] = f"standard ONNX: TensorRT ≥ {since[0]}.{since[1]} imports it natively"
+    return frozenset(chosen), reasons
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -64,6 +108,7 @@ class ExportResult:
     simplified: bool
     node_count: int
     notes: list[str] = field(default_factory=list)
+    ops_used: set[str] = field(default_factory=set)  # plugin-capable ops the model calls
 
 
 def output_names_for(n_outputs: int) -> list[str]:
@@ -104,7 +149,10 @@ def export_onnx(
     if options.dynamic_batch and options.exporter == "dynamo" and shape[0] == 1:
         shape[0] = 2  # torch.export specialises a size-1 dim to a constant
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    outputs = probe_forward(model, x, model_label)
+    from exporters import ops
+
+    with ops.record_ops() as ops_used:
+        outputs = probe_forward(model, x, model_label)
     input_names = ["input"]
     output_names = output_names_for(len(outputs))
 
@@ -135,6 +183,7 @@ def export_onnx(
         simplified=options.simplify,
         node_count=len(proto.graph.node),
         notes=notes,
+        ops_used=set(ops_used),
     )
 
 

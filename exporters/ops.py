@@ -15,6 +15,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+# Plugin-capable ops called while a recording is active (see record_ops).
+_USED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("attnx_ops_used", default=None)
+
 # Names of ops (as in the plugins package: "GridSample", "AffineGridSample", "DoubleNorm")
 # that export as custom nodes in the current context.
 _PLUGIN_OPS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("attnx_plugin_ops", default=frozenset())
@@ -30,7 +33,21 @@ def plugin_ops(names: frozenset[str] | set[str]) -> Iterator[None]:
         _PLUGIN_OPS.reset(token)
 
 
+@contextlib.contextmanager
+def record_ops() -> Iterator[set[str]]:
+    """Collect the names of the plugin-capable ops that run inside this block."""
+    used: set[str] = set()
+    token = _USED.set(used)
+    try:
+        yield used
+    finally:
+        _USED.reset(token)
+
+
 def _plugin(name: str):  # -> the op's torch-side autograd Function, or None
+    used = _USED.get()
+    if used is not None:
+        used.add(name)
     if name not in _PLUGIN_OPS.get():
         return None
     from plugins.export_hooks import torch_function  # lazy: the plugins package is optional at runtime

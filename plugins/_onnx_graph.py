@@ -82,9 +82,7 @@ def check_nodes(model: onnx.ModelProto) -> list[CheckedNode]:
             t = types.get(i)
             et = t.tensor_type.elem_type if t is not None else 0
             if et and et not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-                raise spec.error(
-                    f"input {i!r} is {onnx.TensorProto.DataType.Name(et)}; allowed: float, float16", where
-                )
+                raise spec.error(f"input {i!r} is {onnx.TensorProto.DataType.Name(et)}; allowed: float, float16", where)
             if et and elem and et != elem:
                 raise spec.error("all inputs must have the same element type", where)
             elem = elem or et
@@ -101,9 +99,7 @@ def _rank(t: onnx.TypeProto | None) -> int | None:
 def _dims(t: onnx.TypeProto | None) -> tuple[Any, ...] | None:
     if t is None or not t.tensor_type.HasField("shape"):
         return None
-    return tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.tensor_type.shape.dim
-    )
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.tensor_type.shape.dim)
 
 
 def set_attrs(node: onnx.NodeProto, attrs: dict[str, Any]) -> None:

@@ -51,7 +51,9 @@ def _sizes(value: Any) -> list[int | None] | None:
 
 class _GridSample(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str, align_corners: int) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str, align_corners: int
+    ) -> torch.Tensor:
         return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=bool(align_corners))
 
     @staticmethod
@@ -118,9 +120,15 @@ class _DoubleNorm(torch.autograd.Function):
 
 
 def grid_sample(
-    x: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros", align_corners: bool = False
+    x: torch.Tensor,
+    grid: torch.Tensor,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
 ) -> torch.Tensor:
-    a = _check(get("GridSample"), [x, grid], {"mode": mode, "padding_mode": padding_mode, "align_corners": int(align_corners)})
+    a = _check(
+        get("GridSample"), [x, grid], {"mode": mode, "padding_mode": padding_mode, "align_corners": int(align_corners)}
+    )
     out: torch.Tensor = _GridSample.apply(x, grid, a["mode"], a["padding_mode"], a["align_corners"])
     return out
 

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from plugins._onnx_graph import check_nodes, load, set_attrs, set_opset
+from plugins._onnx_graph import check_nodes, graphs, load, set_attrs, set_opset
 from plugins.spec import DOMAIN, ORT_CONTRIB_DOMAIN, OpSpec, ops
 
 PREFIX = "attnx_"
@@ -67,8 +67,6 @@ def to_ort_form(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelPr
     if not checked:
         return m
     by_node = {id(c.node): c for c in checked}
-    from plugins._onnx_graph import graphs
-
     for g in graphs(m.graph):
         new_nodes: list[onnx.NodeProto] = []
         for node in g.node:

@@ -43,11 +43,15 @@ def render(spec: OpSpec) -> str:
     lines += ["", "### Type constraints", "", "| name | types | description |", "|---|---|---|"]
     for c in spec.type_constraints:
         lines.append(f"| {c.name} | {', '.join(f'`{t}`' for t in c.types)} | {_cell(c.doc)} |")
-    since = "never (always needs the plugin)" if spec.trt_native_since is None else (
-        f"{spec.trt_native_since[0]}.{spec.trt_native_since[1]}"
+    since = (
+        "never (always needs the plugin)"
+        if spec.trt_native_since is None
+        else (f"{spec.trt_native_since[0]}.{spec.trt_native_since[1]}")
     )
-    needs = "every version" if spec.trt_native_since is None else (
-        f"versions before {spec.trt_native_since[0]}.{spec.trt_native_since[1]}"
+    needs = (
+        "every version"
+        if spec.trt_native_since is None
+        else (f"versions before {spec.trt_native_since[0]}.{spec.trt_native_since[1]}")
     )
     lines += [
         "",

@@ -10,8 +10,8 @@ This module is light on purpose: ``onnx`` is imported only inside the functions 
 from __future__ import annotations
 
 import math
-import re
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -148,9 +148,7 @@ class OpSpec:
             raise self.error(f"expects {len(self.inputs)} inputs ({self._input_list()}), got {len(ranks)}", where)
         for t, r in zip(self.inputs, ranks):
             if r is not None and r != t.rank:
-                raise self.error(
-                    f"input {t.name!r} must be {t.rank}-D ({', '.join(t.dims)}), got rank {r}", where
-                )
+                raise self.error(f"input {t.name!r} must be {t.rank}-D ({', '.join(t.dims)}), got rank {r}", where)
 
     def infer_shapes(
         self, shapes: Sequence[tuple[Dim, ...]], attrs: Mapping[str, Any], where: str = ""

@@ -52,7 +52,7 @@ class OnnxrtRunner(Runner):
                 # attnx custom ops run through the plugins package's ORT implementation.
                 from plugins.ort import create_session
 
-                self.session = create_session(self.model_path, providers=self.providers, options=options)
+                self.session = create_session(self.model_path, providers=self.providers, sess_options=options)
             else:
                 self.session = ort.InferenceSession(str(self.model_path), options, providers=self.providers)
         except UserError:

@@ -25,9 +25,9 @@ def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Instance norm over the last two axes, no affine parameters or running stats (``nn.InstanceNorm2d``).
 
     Each (batch, head) attention map is normalised with its own mean and (biased) variance, in eval mode
-    too. Written out two-pass (centre, then the mean of squares) rather than as ``torch.instance_norm``:
-    near-uniform softmax maps have mean/std ratios of 10-100, where a one-pass E[x²] − E[x]² variance (as
-    backends may compute InstanceNormalization) loses several digits and breaks torch/ONNX parity.
+    too. Written out (two-pass: centre, then mean of squares) instead of ``nn.InstanceNorm2d``, whose size
+    checks emit TracerWarnings and whose export warns about training mode; this is plain ReduceMean/Sub/
+    Div in ONNX.
     """
     centred = x - x.mean(dim=(-2, -1), keepdim=True)
     var = (centred * centred).mean(dim=(-2, -1), keepdim=True)
@@ -38,7 +38,7 @@ class EfficientMultiHeadSelfAttention(nn.Module):
     """EMSA: multi-head self-attention with spatially reduced keys/values and head interaction.
 
     forward(x, h, w): x (B, N, C) tokens of an h×w map (N = h·w, row-major) → (B, N, C).
-    Keys/values come from a ⌈h/s⌉×⌈w/s⌉ map, so the attention map is (B, heads, N, ⌈h/s⌉·⌈w/s⌉).
+    Keys/values come from a ⌈h/s⌉×⌈w/s⌉ map (s even), so the attention map is (B, heads, N, ⌈h/s⌉·⌈w/s⌉).
     """
 
     def __init__(
@@ -59,8 +59,12 @@ class EfficientMultiHeadSelfAttention(nn.Module):
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        # Glorot init of the projections, as nn.MultiheadAttention does: 2-3× the variance of Linear's
+        # default, so a fresh net's logits spread enough across keys that IN (below) is well conditioned.
+        nn.init.xavier_uniform_(self.q.weight)
+        nn.init.xavier_uniform_(self.kv.weight)
         if sr_ratio > 1:
-            # kernel s+1, padding s/2: the reduced map is ⌈h/s⌉×⌈w/s⌉ for any h, w (no divisibility needed)
+            # kernel s+1, padding s/2: the reduced map is ⌈h/s⌉×⌈w/s⌉ for any h, w (s even, as in ResT)
             self.sr: nn.Module = nn.Conv2d(
                 dim, dim, kernel_size=sr_ratio + 1, stride=sr_ratio, padding=sr_ratio // 2, groups=dim
             )
@@ -71,9 +75,9 @@ class EfficientMultiHeadSelfAttention(nn.Module):
         self.apply_transform = apply_transform and num_heads > 1
         if self.apply_transform:
             self.transform_conv = nn.Conv2d(num_heads, num_heads, kernel_size=1)
-            # Start as the identity (no mixing yet): the default init scales the logits down by ~√3, and
-            # the near-uniform maps that result make IN amplify float rounding by 10-50× per stage, so
-            # torch and ONNX Runtime drift apart through a randomly initialised network.
+            # Start as the identity (no mixing yet): the default init scales the logits down by ~√3. On the
+            # near-uniform maps that result, IN (gain ≈ 1 / logit spread) amplifies float rounding 10-50× per
+            # stage, and torch and ONNX Runtime drift apart through a randomly initialised network.
             with torch.no_grad():
                 self.transform_conv.weight.copy_(torch.eye(num_heads).reshape(num_heads, num_heads, 1, 1))
                 self.transform_conv.bias.zero_()  # a per-head constant; softmax ignores it anyway

@@ -145,8 +145,8 @@ class VisionTransformer(nn.Module):
             params_m=22.05,
             gmacs=4.6,
             input_size=224,
-            source="DeiT (Touvron et al. 2021) Table 1, DeiT-S: 22M params, 4.6 GFLOPs (multiply-adds); "
-            "22.05M from its released model",
+            source="DeiT (Touvron et al. 2021), DeiT-S: 22M params (22.05M exactly in the released model), "
+            "4.6 GFLOPs (multiply-adds) at 224²",
         )
     },
 )
@@ -291,7 +291,9 @@ class ResT(nn.Module):
             params_m=10.49,
             gmacs=1.4,
             input_size=224,
-            source="ResT (Zhang & Yang 2021) Table 2, ResT-Lite: 10.49M params, 1.4 GFLOPs (multiply-adds)",
+            source="ResT (Zhang & Yang 2021), ResT-Lite: 10.49M params, 1.4 GFLOPs (multiply-adds) at 224². "
+            "Counting every conv and matmul (torch FlopCounterMode) gives 1.53 GMACs, 9% more: the paper "
+            "counts differently",
         )
     },
 )
@@ -498,7 +500,7 @@ class MobileViTv2(nn.Module):
             params_m=1.37,
             gmacs=0.466,
             input_size=256,
-            source="MobileViTv2 (Mehta & Rastegari 2022) Table 11, MobileViTv2-0.5: 1.37M params, 0.466 GFLOPs "
+            source="MobileViTv2 (Mehta & Rastegari 2022), MobileViTv2-0.5: 1.37M params, 0.466 GFLOPs "
             "(multiply-adds) at 256×256",
         )
     },

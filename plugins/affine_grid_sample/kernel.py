@@ -12,7 +12,6 @@ import triton.language as tl
 
 from plugins.grid_sample.kernel import MODE_IDS, PADDING_IDS, sample_at
 
-
 if TYPE_CHECKING:
     import torch
 

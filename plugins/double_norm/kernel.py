@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import triton
 import triton.language as tl
 
-
 if TYPE_CHECKING:
     import torch
 

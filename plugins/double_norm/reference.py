@@ -14,5 +14,5 @@ def double_norm(attn: npt.NDArray[np.floating], eps: float = 1e-9) -> npt.NDArra
     a = np.asarray(attn, np.float32)
     e = np.exp(a - a.max(axis=1, keepdims=True))
     s = e / e.sum(axis=1, keepdims=True)
-    out = s / (np.float32(eps) + s.sum(axis=2, keepdims=True))
+    out: npt.NDArray[np.floating] = s / (np.float32(eps) + s.sum(axis=2, keepdims=True))
     return out.astype(attn.dtype)

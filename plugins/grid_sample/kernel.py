@@ -106,9 +106,7 @@ def _bicubic_row(x_ptr, base, ty, x0, wx0, wx1, wx2, wx3, H, W, lane_mask, PAD: 
 
 
 @triton.jit
-def sample_at(
-    x_ptr, base, gx, gy, H, W, lane_mask, MODE: tl.constexpr, PAD: tl.constexpr, ALIGN: tl.constexpr
-):
+def sample_at(x_ptr, base, gx, gy, H, W, lane_mask, MODE: tl.constexpr, PAD: tl.constexpr, ALIGN: tl.constexpr):
     """Sample image ``base`` of x at normalised (gx, gy); returns FP32."""
     ix = unnormalize(gx, W, ALIGN)
     iy = unnormalize(gy, H, ALIGN)
@@ -189,6 +187,7 @@ SCALARS = ("N", "C", "H", "W", "Ho", "Wo")
 def constexprs(mode: str, padding_mode: str, align_corners: int, block: int) -> dict[str, int]:
     return {"MODE": MODE_IDS[mode], "PAD": PADDING_IDS[padding_mode], "ALIGN": int(align_corners), "BLOCK": block}
 
+
 AOT_BLOCK = 256  # elements per program on the GPU (4 warps, 2 per thread)
 
 
@@ -223,4 +222,6 @@ def run(
 def compile_aot(dtype: str, mode: str, padding_mode: str, align_corners: int, arch: int, block: int = AOT_BLOCK) -> Any:
     from plugins._triton import compile_kernel
 
-    return compile_kernel(grid_sample_kernel, dtype, SCALARS, constexprs(mode, padding_mode, align_corners, block), arch)
+    return compile_kernel(
+        grid_sample_kernel, dtype, SCALARS, constexprs(mode, padding_mode, align_corners, block), arch
+    )

@@ -46,7 +46,9 @@ def pad_coordinates(
     return coord
 
 
-def _gather(x: npt.NDArray[np.float32], iy: npt.NDArray[np.int64], ix: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+def _gather(
+    x: npt.NDArray[np.float32], iy: npt.NDArray[np.int64], ix: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
     """x (N,C,H,W) at integer (iy, ix) of shape (N,Ho,Wo) -> (N,C,Ho,Wo); zero outside."""
     n, _, h, w = x.shape
     valid = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)

@@ -11,7 +11,9 @@ MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
 
 # Shared with AffineGridSample, which samples the same way.
-MODE = Attr("mode", "string", "Interpolation: bilinear, nearest (ties to even) or bicubic (A = -0.75).", "bilinear", MODES)
+MODE = Attr(
+    "mode", "string", "Interpolation: bilinear, nearest (ties to even) or bicubic (A = -0.75).", "bilinear", MODES
+)
 PADDING_MODE = Attr(
     "padding_mode", "string", "Values outside the input: zeros, border (clamp) or reflection.", "zeros", PADDING_MODES
 )

@@ -45,4 +45,3 @@ def grid_sample_aot(
     x, g, y = X.shape_expr, grid.shape_expr, outputs[0].shape_expr
     n_programs = trtp.cdiv(y.numel(), kernel.AOT_BLOCK)
     return aot_result(compiled, [n_programs], [x[0], x[1], x[2], x[3], g[1], g[2]])
-

@@ -186,5 +186,3 @@ def install() -> None:
     trt.plugin = plugin  # type: ignore[attr-defined]
     sys.modules["tensorrt"] = trt
     sys.modules["tensorrt.plugin"] = plugin
-
-

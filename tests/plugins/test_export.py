@@ -114,8 +114,14 @@ def test_export_error_through_exporter_ops(tmp_path: Path) -> None:
             return ops.grid_sample(x, x[:, :2].permute(0, 2, 3, 1), "cubic", "zeros", False)
 
     with ops.plugin_ops({"GridSample"}), pytest.raises(SpecError, match="unsupported mode 'cubic'"):
-        torch.onnx.export(Bad(), (torch.zeros(1, 2, 4, 4),), str(tmp_path / "bad.onnx"), dynamo=False,
-                          opset_version=17, custom_opsets=CUSTOM_OPSETS)
+        torch.onnx.export(
+            Bad(),
+            (torch.zeros(1, 2, 4, 4),),
+            str(tmp_path / "bad.onnx"),
+            dynamo=False,
+            opset_version=17,
+            custom_opsets=CUSTOM_OPSETS,
+        )
 
 
 MALFORMED = [
@@ -150,5 +156,11 @@ def test_trt_plugin_form(tmp_path: Path) -> None:
     affine = next(n for n in nodes if n.op_type == "AffineGridSamplePlugin")
     # Every attribute written out, in the order the TensorRT plugin declares them.
     assert [a.name for a in affine.attribute] == [
-        "out_h", "out_w", "mode", "padding_mode", "align_corners", "plugin_namespace", "aot"
+        "out_h",
+        "out_w",
+        "mode",
+        "padding_mode",
+        "align_corners",
+        "plugin_namespace",
+        "aot",
     ]

@@ -121,7 +121,11 @@ def test_affine_grid_sample(mode: str, padding_mode: str, align_corners: int, dt
     _check("AffineGridSample", "torch", dtype, t.numpy().astype(dtype), ref)
     feeds = {"X": x, "theta": theta}
     _check(
-        "AffineGridSample", "ort-plugin", dtype, _ort_run(plugin_model("AffineGridSample", attrs, [x, theta]), feeds, True), ref
+        "AffineGridSample",
+        "ort-plugin",
+        dtype,
+        _ort_run(plugin_model("AffineGridSample", attrs, [x, theta]), feeds, True),
+        ref,
     )
     native = _ort_run(native_model("AffineGridSample", attrs, [x, theta]), feeds, False)
     if dtype == np.float32:
@@ -165,11 +169,23 @@ def test_double_norm(shape: tuple[int, int, int], eps: float, scale: float, dtyp
     t = ops.double_norm(torch.from_numpy(a.astype(np.float32)), eps)
     _check("DoubleNorm", "torch", dtype, t.numpy().astype(dtype), ref, tol)
     feeds = {"attn": a}
-    _check("DoubleNorm", "ort-plugin", dtype, _ort_run(plugin_model("DoubleNorm", {"eps": eps}, [a]), feeds, True), ref, tol)
+    _check(
+        "DoubleNorm",
+        "ort-plugin",
+        dtype,
+        _ort_run(plugin_model("DoubleNorm", {"eps": eps}, [a]), feeds, True),
+        ref,
+        tol,
+    )
     # ONNX Runtime's native FP16 path accumulates in FP16: it is what the plugin exists to avoid.
     native_tol = tol if dtype == np.float32 else 4 * tol
     _check(
-        "DoubleNorm", "ort-native", dtype, _ort_run(native_model("DoubleNorm", {"eps": eps}, [a]), feeds, False), ref, native_tol
+        "DoubleNorm",
+        "ort-native",
+        dtype,
+        _ort_run(native_model("DoubleNorm", {"eps": eps}, [a]), feeds, False),
+        ref,
+        native_tol,
     )
 
     _triton()

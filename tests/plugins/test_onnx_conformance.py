@@ -15,7 +15,13 @@ from onnx import helper
 
 from plugins.grid_sample.reference import grid_sample
 
-FROM_ONNX_MODE = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic", "bicubic": "bicubic"}
+FROM_ONNX_MODE = {
+    "linear": "bilinear",
+    "bilinear": "bilinear",
+    "nearest": "nearest",
+    "cubic": "bicubic",
+    "bicubic": "bicubic",
+}
 
 
 def _cases() -> list[Any]:

@@ -34,13 +34,24 @@ def test_plugin_needed() -> None:
 
 def test_resolve_attrs() -> None:
     gs = get("GridSample")
-    assert gs.resolve_attrs({"align_corners": True}) == {"mode": "bilinear", "padding_mode": "zeros", "align_corners": 1}
+    assert gs.resolve_attrs({"align_corners": True}) == {
+        "mode": "bilinear",
+        "padding_mode": "zeros",
+        "align_corners": 1,
+    }
     assert list(get("AffineGridSample").resolve_attrs({"align_corners": 0})) == [
-        "out_h", "out_w", "mode", "padding_mode", "align_corners"
+        "out_h",
+        "out_w",
+        "mode",
+        "padding_mode",
+        "align_corners",
     ]
     cases = {
         "missing required attribute 'align_corners'": {},
-        "unsupported mode 'bilinearr'; allowed: 'bilinear', 'nearest', 'bicubic'": {"align_corners": 0, "mode": "bilinearr"},
+        "unsupported mode 'bilinearr'; allowed: 'bilinear', 'nearest', 'bicubic'": {
+            "align_corners": 0,
+            "mode": "bilinearr",
+        },
         "unsupported align_corners 2": {"align_corners": 2},
         "unknown attribute 'foo'": {"align_corners": 0, "foo": 1},
         "must be a string": {"align_corners": 0, "mode": 3},

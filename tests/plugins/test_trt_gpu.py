@@ -62,7 +62,9 @@ def _cases() -> list[tuple[str, dict[str, Any], list[np.ndarray], Any]]:
         x = rng.standard_normal((2, 3, 13, 17)).astype(dtype)
         grid = rng.uniform(-1.3, 1.3, (2, 9, 11, 2)).astype(dtype)
         theta = (np.eye(2, 3)[None] + rng.uniform(-0.4, 0.4, (2, 2, 3))).astype(dtype)
-        for mode, pad, ac in itertools.product(("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection"), (0, 1)):
+        for mode, pad, ac in itertools.product(
+            ("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection"), (0, 1)
+        ):
             attrs = {"mode": mode, "padding_mode": pad, "align_corners": ac}
             out.append(("GridSample", attrs, [x, grid], grid_sample))
             out.append(("AffineGridSample", {"out_h": 7, "out_w": 0, **attrs}, [x, theta], affine_grid_sample))
@@ -126,7 +128,9 @@ RUNNER = textwrap.dedent(
     CASES,
     ids=[f"{c[0]}-{'-'.join(str(v) for v in c[1].values())}-{c[2][0].dtype}-{c[2][0].shape}" for c in CASES],
 )
-def test_engine_matches_reference(op: str, attrs: dict[str, Any], inputs: list[np.ndarray], ref: Any, tmp_path: Path) -> None:
+def test_engine_matches_reference(
+    op: str, attrs: dict[str, Any], inputs: list[np.ndarray], ref: Any, tmp_path: Path
+) -> None:
     model = plugin_model(op, attrs, inputs)
     engine = tmp_path / "model.engine"
     _build(model, engine)
@@ -134,7 +138,9 @@ def test_engine_matches_reference(op: str, attrs: dict[str, Any], inputs: list[n
     io_path = tmp_path / "io.npz"
     np.savez(io_path, **dict(zip(names, inputs)), dtype_probe=np.zeros(1, inputs[0].dtype))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    r = subprocess.run([sys.executable, "-c", RUNNER, str(engine), str(io_path)], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(engine), str(io_path)], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     got = np.load(str(io_path) + ".out.npy")
     want = ref(*inputs, **attrs)
@@ -143,6 +149,8 @@ def test_engine_matches_reference(op: str, attrs: dict[str, Any], inputs: list[n
     scale = float(np.max(np.abs(want.astype(np.float32)))) or 1.0
     if attrs.get("mode") == "nearest":
         # A coordinate within rounding of a pixel boundary may pick the neighbour on the GPU.
-        assert np.mean(np.abs(got.astype(np.float32) - want.astype(np.float32)) > TOL[inputs[0].dtype.type] * scale) < 0.01
+        assert (
+            np.mean(np.abs(got.astype(np.float32) - want.astype(np.float32)) > TOL[inputs[0].dtype.type] * scale) < 0.01
+        )
     else:
         assert err <= TOL[inputs[0].dtype.type] * scale, f"{op} {attrs}: max error {err}"

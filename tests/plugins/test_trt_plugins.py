@@ -39,8 +39,12 @@ def aot(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]],
 def test_aot_every_op_arch_dtype(aot: tuple[list[dict[str, Any]], Path]) -> None:
     builds, out = aot
     got = {(b["op"], b["arch"], b["dtype"]) for b in builds}
-    want = {(op, arch, dt) for op in ("GridSample", "AffineGridSample", "DoubleNorm")
-            for arch in ("sm_80", "sm_90a") for dt in ("float32", "float16")}
+    want = {
+        (op, arch, dt)
+        for op in ("GridSample", "AffineGridSample", "DoubleNorm")
+        for arch in ("sm_80", "sm_90a")
+        for dt in ("float32", "float16")
+    }
     assert got == want
     for b in builds:
         assert b["ptx_bytes"] > 1000 and b["cubin_bytes"] > 1000, b

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -27,9 +28,10 @@ def desc(dims: tuple, dtype: str = F, max_dims: tuple | None = None) -> ft.Tenso
     return ft.TensorDesc(dims, dtype, max_dims)
 
 
-def error(fn) -> str:
+def error(fn: Any, *args: Any, **kwargs: Any) -> str:
+    """The SpecError message ``fn(*args, **kwargs)`` raises ("" if none)."""
     try:
-        fn()
+        fn(*args, **kwargs)
     except SpecError as e:
         return str(e)
     return ""
@@ -65,15 +67,18 @@ for pid, (inputs, attrs, bad_inputs, bad_attrs) in CASES.items():
         "out_shape": [e.value for e in res.shape_expr],
         "fake_rank": len(fake.shape_expr),
         "half_dtype": half.dtype,
-        "rank_error": error(lambda: d["desc"](*bad_inputs, **attrs)),
-        "attr_error": error(lambda: d["desc"](*inputs, **bad_attrs)),
+        "rank_error": error(d["desc"], *bad_inputs, **attrs),
+        "attr_error": error(d["desc"], *inputs, **bad_attrs),
         "autotune": d["autotune"](*inputs, outputs=(res,))[0].io_types,
         "aot": {},
     }
     for arch in (80, 90):
         os.environ["ATTNX_CUDA_ARCH"] = str(arch)
         outputs = (desc(tuple(e.value if e.value is not None else 40 for e in res.shape_expr)),)
-        ins = [desc(tuple(e.value if e.value is not None else 40 for e in i.shape_expr), i.dtype, i.shape.max) for i in inputs]
+        ins = [
+            desc(tuple(e.value if e.value is not None else 40 for e in i.shape_expr), i.dtype, i.shape.max)
+            for i in inputs
+        ]
         if pid == "attnx::DoubleNormPlugin":
             ins = inputs  # keep the dynamic S: the tile must come from the profile's max
             outputs = (desc((2, 97, None)),)
@@ -85,8 +90,10 @@ for pid, (inputs, attrs, bad_inputs, bad_attrs) in CASES.items():
             "target": re.search(r"\.target\s+(\w+)", ptx).group(1),
             "version": re.search(r"\.version\s+([\d.]+)", ptx).group(1),
             "ptx_params": len(re.findall(r"\.param\s", ptx.split(".entry", 1)[1].split(")", 1)[0])),
-            "grid": [getattr(params, k).value if isinstance(getattr(params, k), ft.ShapeExpr) else getattr(params, k)
-                     for k in ("grid_x", "grid_y")],
+            "grid": [
+                getattr(params, k).value if isinstance(getattr(params, k), ft.ShapeExpr) else getattr(params, k)
+                for k in ("grid_x", "grid_y")
+            ],
             "block_x": params.block_x,
             "shared": params.shared_mem,
             "extra": [s.value for s in extra.items],
