@@ -310,6 +310,41 @@ def run(
     console.print(f"[green]{model}: exported and ONNX Runtime matches PyTorch[/] (fp32 policy)")
 
 
+@app.command()
+def build(
+    model_or_onnx: str = typer.Argument(..., help="a model spec or an .onnx file (fp32)"),
+    output: Path = typer.Option(..., "-o", "--output", help="the bundle folder to write"),
+    backend: str = typer.Option("auto", "--backend", help="auto (TensorRT if a GPU is usable, else ORT), ort, trt"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, int8"),
+    model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
+    config: str = MODEL_CONFIG,
+    weights: Path = WEIGHTS,
+    input_shape: str = INPUT_SHAPE,
+    max_batch: int = typer.Option(8, "--max-batch", help="largest batch the bundle accepts (TensorRT profile max)"),
+    opset: int = OPSET,
+    plugins: str = typer.Option("auto", "--plugins", help="attnx custom ops: none, trt, auto (per op and backend)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the parity inputs"),
+) -> None:
+    """Build a bundle: precision-baked ONNX → engine → parity against the fp32 reference → manifest."""
+    from deploy.build import BuildOptions, build_bundle
+    from deploy.tables import parity_table
+
+    options = BuildOptions(
+        backend=backend, precision=precision, input_shape=_shape(input_shape), max_batch=max_batch,
+        opset=opset, plugins=plugins, seed=seed,
+    )  # fmt: skip
+    options.validate()
+    with console.status(f"building a {precision} bundle of {model_or_onnx}..."):
+        result = build_bundle(model_or_onnx, output, options, model_spec=model, config=config, weights=weights)
+    for note in result.manifest.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(parity_table(result.parity))
+    console.print(f"wrote bundle {result.bundle} ({result.manifest.backend}, {result.manifest.precision})")
+    if not result.parity.passed:
+        err_console.print(f"[bold red]the built engine fails the {precision} parity policy[/] (bundle kept for study)")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

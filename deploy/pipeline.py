@@ -65,6 +65,8 @@ def prepare_model(
     resolved = resolve_model(spec, config=config, **kwargs)
     if weights is not None:
         load_weights(resolved.model, weights)
+    if resolved.entry is not None and config is None:
+        config = resolved.entry.configs[0]  # record the default explicitly: the manifest should say which
     return PreparedModel(resolved.model, spec, config, resolved.entry, resolved.input_shape, weights)
 
 

@@ -167,3 +167,22 @@ def test_bad_parity_inputs(exported, tmp_path):
     assert_user_error(invoke("parity", exported, "--inputs", tmp_path / "none.npz"), "input file not found")
     assert_user_error(invoke("parity", exported, "--precision", "fp8"), "unknown precision policy")
     assert_user_error(invoke("parity", exported, "--batch", "0"), "bad --batch")
+
+
+def test_build_writes_a_bundle(tmp_path):
+    result = invoke("build", TINY, "-o", tmp_path / "bundle", "--backend", "ort", "--input-shape", "1x3x16x16")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["parity"]["passed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--precision", "fp4"], "unknown precision 'fp4'"),
+        (["--backend", "tpu"], "unknown backend 'tpu'"),
+        (["--max-batch", "0"], "--max-batch"),
+    ],
+)
+def test_bad_build_options(args, fragment, tmp_path):
+    assert_user_error(invoke("build", TINY, "-o", tmp_path / "b", *args), fragment)
+    assert not list(tmp_path.iterdir())

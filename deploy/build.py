@@ -1,0 +1,273 @@
+"""``attnx build``: model or ONNX → precision-baked ONNX → engine → parity-checked bundle.
+
+The steps are plain functions so that Python users can chain them too:
+    source (model spec or .onnx) → fp32 ONNX → apply precision (calibration package) → backend engine
+    → parity of the engine against the fp32 reference → manifest → bundle (written atomically).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deploy.bundle import BACKENDS, PRECISIONS, BundleWriter, IOSpec, Manifest, cpu_device, library_versions
+from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from deploy.parity import ParityReport
+    from deploy.pipeline import PreparedModel
+
+
+@dataclass
+class BuildOptions:
+    backend: str = "auto"  # auto | ort | trt
+    precision: str = "fp32"  # fp32 | fp16 | int8 | best
+    input_shape: tuple[int, ...] | None = None  # export / opt shape, batch included
+    max_batch: int = 8  # dynamic-batch profile upper bound (TensorRT) and parity range
+    opset: int = 17
+    plugins: str = "auto"
+    calibration: dict[str, Any] = field(default_factory=dict)  # passed to calibration.precision
+    trt: dict[str, Any] = field(default_factory=dict)  # workspace, timing cache, opt level, compat flags...
+    parity_batches: tuple[int, ...] = (1, 3)
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.backend not in (*BACKENDS, "auto"):
+            raise UserError(f"unknown backend '{self.backend}': choose auto, {', '.join(BACKENDS)}")
+        if self.precision not in (*PRECISIONS, "best"):
+            raise UserError(f"unknown precision '{self.precision}': choose {', '.join(PRECISIONS)} or best")
+        if self.max_batch < 1:
+            raise UserError(f"--max-batch must be ≥ 1, got {self.max_batch}")
+
+
+@dataclass
+class BuildResult:
+    bundle: Path
+    manifest: Manifest
+    parity: ParityReport
+
+
+def resolve_backend(requested: str) -> tuple[str, str]:
+    """``auto`` → TensorRT when a GPU and TensorRT are present, else ONNX Runtime on the CPU; with the reason."""
+    from deploy.device import gpu_status
+
+    if requested == "ort":
+        return requested, "--backend ort"
+    ok, why = gpu_status()
+    if requested == "trt":
+        if not ok:
+            raise UserError(f"--backend trt needs an NVIDIA GPU with TensorRT, but {why}; use --backend ort")
+        return "trt", f"--backend trt: {why}"
+    return ("trt", f"auto: {why}") if ok else ("ort", f"auto: ONNX Runtime on the CPU ({why})")
+
+
+def build_bundle(source: str, out_dir: Path, options: BuildOptions, model_spec: str | None = None,
+                 config: str | None = None, weights: Path | None = None) -> BuildResult:  # fmt: skip
+    """Build one bundle. ``source`` is a model spec or an .onnx file (its reference rebuilt from metadata)."""
+    options.validate()
+    backend, backend_reason = resolve_backend(options.backend)
+    if options.precision == "best":
+        raise UserError("--precision best is chosen per backend by `attnx build`; call build_best()")
+    with tempfile.TemporaryDirectory(prefix="attnx-build-") as tmpdir:
+        work = Path(tmpdir)
+        prepared, fp32_path = _fp32_onnx(source, work, options, model_spec, config, weights, backend)
+        with BundleWriter(out_dir) as writer:
+            manifest = _assemble(prepared, fp32_path, writer, options, backend, work)
+            manifest.notes.insert(0, f"backend {backend} ({backend_reason})")
+            parity = _engine_parity(prepared, fp32_path, writer.tmp, manifest, options)
+            manifest.parity = parity.to_dict()
+            bundle = writer.commit(manifest)
+    return BuildResult(bundle, manifest, parity)
+
+
+def _fp32_onnx(source: str, work: Path, options: BuildOptions, model_spec: str | None, config: str | None,
+               weights: Path | None, backend: str) -> tuple[PreparedModel | None, Path]:  # fmt: skip
+    """The fp32 ONNX to build from, and the PyTorch reference when one can be had."""
+    from deploy.pipeline import export_model, full_input_shape, prepare_from_onnx, prepare_model
+    from exporters.export import ExportOptions, read_metadata
+
+    if source.endswith(".onnx") or Path(source).is_file():
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"ONNX file not found: {path}")
+        meta = read_metadata(path) if _readable_onnx(path) else {}
+        has_reference = bool(model_spec or meta.get("attnx.model"))
+        prepared = prepare_from_onnx(path, model_spec, config, weights) if has_reference else None
+        local = work / "fp32.onnx"
+        shutil.copyfile(path, local)
+        return prepared, local
+    prepared = prepare_model(source, config=config, weights=weights)
+    shape = full_input_shape(prepared, options.input_shape)
+    target = "trt10" if backend == "trt" else "ort"
+    export_opts = ExportOptions(input_shape=shape, dynamic_batch=True, opset=options.opset)
+    result, _ = export_model(prepared, work / "fp32.onnx", export_opts, target=target, plugins=options.plugins)
+    return prepared, result.path
+
+
+def _readable_onnx(path: Path) -> bool:
+    import onnx
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception:  # DecodeError and friends
+        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?)") from None
+    return True
+
+
+def io_specs(
+    model: onnx.ModelProto, max_batch: int, opt_shape: tuple[int, ...] | None
+) -> tuple[list[IOSpec], list[IOSpec]]:
+    """Inputs (with min/opt/max profiles over a dynamic batch) and outputs, from the graph."""
+    from onnx import helper
+
+    init_names = {i.name for i in model.graph.initializer}
+
+    def spec(vi: Any, with_profile: bool) -> IOSpec:
+        t = vi.type.tensor_type
+        shape: list[int | str] = [d.dim_param or d.dim_value or "?" for d in t.shape.dim]
+        dtype = str(helper.tensor_dtype_to_np_dtype(t.elem_type))
+        profile = None
+        if with_profile and any(isinstance(d, str) for d in shape):
+            if any(isinstance(d, str) for d in shape[1:]) and opt_shape is None:
+                raise UserError(f"input '{vi.name}' has dynamic axes beyond the batch: pass --input-shape")
+            opt = list(opt_shape) if opt_shape else [1 if isinstance(d, str) else d for d in shape]
+            lo = [1 if i == 0 else (d if isinstance(d, int) else opt[i]) for i, d in enumerate(shape)]
+            hi = [max_batch if i == 0 else (d if isinstance(d, int) else opt[i]) for i, d in enumerate(shape)]
+            profile = {"min": lo, "opt": [min(max(opt[0], 1), max_batch), *opt[1:]], "max": hi}
+        return IOSpec(vi.name, dtype, shape, profile)
+
+    inputs = [spec(vi, True) for vi in model.graph.input if vi.name not in init_names]
+    outputs = [spec(vi, False) for vi in model.graph.output]
+    return inputs, outputs
+
+
+def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWriter, options: BuildOptions,
+              backend: str, work: Path) -> Manifest:  # fmt: skip
+    """Precision-bake the ONNX, build the backend engine, and describe both in a manifest."""
+    import onnx
+
+    from deploy.bundle import sha256_file
+    from exporters.export import read_metadata
+
+    fp32 = onnx.load(str(fp32_path))
+    meta = read_metadata(fp32_path)
+    files = {"onnx": "model.onnx"}
+    precision_plan = calibration_info = None
+    notes: list[str] = []
+    if options.precision == "fp32":
+        baked = fp32
+    else:
+        from calibration.precision import apply_precision
+
+        result = apply_precision(
+            fp32_path, options.precision, style=backend, calibration=options.calibration, work_dir=work,
+        )  # fmt: skip
+        baked = result.model
+        precision_plan, calibration_info = result.plan, result.calibration_info
+        notes.extend(result.notes)
+        if result.calibration_table is not None:
+            shutil.copyfile(result.calibration_table, writer.path("calibration.json"))
+            files["calibration"] = "calibration.json"
+    onnx.save(baked, str(writer.path("model.onnx")))
+    inputs, outputs = io_specs(baked, options.max_batch, options.input_shape)
+    plugins = sorted({n.op_type for n in baked.graph.node if n.domain == "attnx"})
+    device = cpu_device()
+    build_info: dict[str, Any] = {
+        "max_batch": options.max_batch, "opset": options.opset, "plugins_mode": options.plugins,
+    }  # fmt: skip
+    if backend == "ort":
+        files["engine"] = _build_ort_engine(writer.path("model.onnx"), writer.path("engine.onnx"), plugins, notes)
+        build_info["providers"] = ["CPUExecutionProvider"]
+    else:
+        from deploy.trt_build import build_trt_engine
+
+        info = build_trt_engine(writer.path("model.onnx"), writer.path("engine.plan"), inputs, options.trt)
+        files["engine"] = "engine.plan"
+        device = info.pop("device")
+        build_info.update(info)
+    source = {
+        "model": prepared.spec if prepared else meta.get("attnx.model"),
+        "config": prepared.config if prepared else meta.get("attnx.config"),
+        "weights_sha256": meta.get("attnx.weights_sha256"),
+        "fp32_onnx_sha256": sha256_file(fp32_path),
+        "reference": "torch" if prepared else "onnxruntime fp32",
+    }
+    return Manifest(
+        backend=backend, precision=options.precision, source=source,
+        opset=next((o.version for o in baked.opset_import if o.domain in ("", "ai.onnx")), 0),
+        inputs=inputs, outputs=outputs, files=files, precision_plan=precision_plan,
+        calibration=calibration_info, plugins=plugins, libraries=library_versions(), device=device,
+        build=build_info, notes=notes,
+    )  # fmt: skip
+
+
+def _build_ort_engine(model_path: Path, engine_path: Path, plugins: list[str], notes: list[str]) -> str:
+    """ORT's engine is the model after its offline graph optimisations (portable 'extended' level)."""
+    import onnxruntime as ort
+
+    if plugins:
+        # attnx nodes run as onnxruntime-extensions Python ops, resolved at session creation:
+        # keep the plugin-form graph as the engine.
+        shutil.copyfile(model_path, engine_path)
+        notes.append(f"ORT engine keeps attnx custom nodes {plugins} (run via onnxruntime-extensions)")
+        return engine_path.name
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(engine_path)
+    options.log_severity_level = 3
+    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return engine_path.name
+
+
+def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: Path, manifest: Manifest,
+                   options: BuildOptions) -> ParityReport:  # fmt: skip
+    """The built engine against the fp32 reference (PyTorch when known, else the fp32 ONNX in ORT)."""
+    import numpy as np
+
+    from deploy.backends.base import TensorSpec
+    from deploy.backends.onnxrt import OnnxrtRunner
+    from deploy.backends.torch_runner import TorchRunner
+    from deploy.engine import Engine
+    from deploy.inputs import seeded_inputs
+    from deploy.parity import ParityReport, compare, policy
+
+    tol = policy(manifest.precision)
+    report = ParityReport(
+        model=str(manifest.source.get("model") or fp32_path.name), reference=manifest.source["reference"],
+        candidate=f"{manifest.backend} {manifest.precision} bundle", precision=manifest.precision,
+        tolerance=tol, input_source=f"seeded random (seed {options.seed})",
+    )  # fmt: skip
+    engine = Engine(bundle_dir, manifest, _open(bundle_dir, manifest, options))
+    specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
+    out_names = [o.name for o in manifest.outputs]
+    fp32_runner = OnnxrtRunner(fp32_path) if prepared is None else None
+    if fp32_runner:
+        fp32_runner.activate()
+    try:
+        base = manifest.inputs[0].profile["opt"] if manifest.inputs[0].profile else manifest.inputs[0].shape
+        batches = [b for b in options.parity_batches if b <= options.max_batch] or [1]
+        dynamic = isinstance(manifest.inputs[0].shape[0], str)
+        for b in batches if dynamic else [int(base[0])]:
+            shape = (b, *[int(d) for d in base[1:]])
+            feed = seeded_inputs(specs, {specs[0].name: shape}, options.seed + b)
+            ref = (fp32_runner.infer(feed) if fp32_runner
+                   else TorchRunner(prepared.model, specs, out_names).infer(feed))  # type: ignore[union-attr]  # fmt: skip
+            cand = engine(feed)
+            report.cases.append(compare(ref, cand, tol, f"batch {b}", {k: v.shape for k, v in feed.items()}))
+    finally:
+        engine.close()
+        if fp32_runner:
+            fp32_runner.deactivate()
+    return report
+
+
+def _open(bundle_dir: Path, manifest: Manifest, options: BuildOptions) -> Any:
+    from deploy.runtime import open_runtime
+
+    return open_runtime(bundle_dir, manifest, pool_size=1, threads=options.threads)

@@ -1,0 +1,182 @@
+"""Bundles: a folder holding an engine, the ONNX it was built from, and a manifest describing both.
+
+    BUNDLE/
+      manifest.json      what was built, from what, how, with which libraries, and its parity result
+      model.onnx         the precision-baked ONNX (what the engine was built from)
+      engine.*           the engine: ORT → engine.onnx (ORT-optimised graph); TensorRT → engine.plan
+      calibration.json   the INT8 calibration table (int8 bundles)
+
+Bundles are written into a temporary sibling folder and renamed into place when complete, so a failed
+build never leaves a half-written bundle. Loading checks every file against the SHA-256 recorded in the
+manifest, so a truncated or modified file is named as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import UserError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "attnx-bundle"
+FORMAT_VERSION = 1
+BACKENDS = ("ort", "trt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class IOSpec:
+    name: str
+    dtype: str  # NumPy dtype name: "float32", "float16", "int64", ...
+    shape: list[int | str]  # str for a dynamic axis ("batch")
+    profile: dict[str, list[int]] | None = None  # TensorRT optimisation profile: min / opt / max shapes
+
+
+@dataclass
+class Manifest:
+    backend: str
+    precision: str
+    source: dict[str, Any]  # model spec, config, weights and ONNX hashes
+    opset: int
+    inputs: list[IOSpec]
+    outputs: list[IOSpec]
+    files: dict[str, str]  # role ("engine", "onnx", "calibration", ...) → file name in the bundle
+    sha256: dict[str, str] = field(default_factory=dict)  # file name → digest
+    precision_plan: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None  # method, data source (synthetic flagged), table hash
+    plugins: list[str] = field(default_factory=list)
+    libraries: dict[str, str | None] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)  # kind, name, compute capability for plans
+    build: dict[str, Any] = field(default_factory=dict)  # backend build options as given
+    parity: dict[str, Any] | None = None  # ParityReport.to_dict() of the build's own check
+    notes: list[str] = field(default_factory=list)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    attnx_version: str = "0.1.0"
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "manifest") -> Manifest:
+        if data.get("format") != FORMAT:
+            raise UserError(f"{where} is not an attnx bundle manifest (format {data.get('format')!r})")
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise UserError(
+                f"{where} has bundle format {data['format_version']}, newer than this attnx reads "
+                f"({FORMAT_VERSION}): upgrade attnx"
+            )
+        try:
+            fields = dict(data)
+            fields["inputs"] = [IOSpec(**s) for s in data["inputs"]]
+            fields["outputs"] = [IOSpec(**s) for s in data["outputs"]]
+            return cls(**fields)
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{where} is corrupt: {exc}; rebuild the bundle with `attnx build`") from None
+
+    def path_of(self, bundle: Path, role: str) -> Path:
+        if role not in self.files:
+            raise UserError(f"bundle {bundle} has no {role} file")
+        return bundle / self.files[role]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries a bundle depends on (None where not installed). Never imports tensorrt."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for dist in ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "onnxruntime-extensions"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def cpu_device() -> dict[str, Any]:
+    return {"kind": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+class BundleWriter:
+    """Collect files in a temporary folder beside ``dest``; ``commit(manifest)`` hashes them and renames."""
+
+    def __init__(self, dest: Path):
+        self.dest = Path(dest)
+        if self.dest.exists() and not (self.dest / MANIFEST_NAME).is_file() and any(self.dest.iterdir()):
+            raise UserError(f"{self.dest} exists and is not a bundle: choose an empty or new folder")
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=self.dest.parent))
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def commit(self, manifest: Manifest) -> Path:
+        manifest.sha256 = {name: sha256_file(self.tmp / name) for name in sorted(set(manifest.files.values()))}
+        manifest.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        (self.tmp / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp made it private; a bundle is an ordinary folder
+        if self.dest.exists():
+            old = self.dest.with_name(f".{self.dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.dest, old)
+            os.replace(self.tmp, self.dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.dest)
+        return self.dest
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.tmp.exists():
+            self.abort()  # commit() renamed it away on success; anything left is a failed build
+
+
+def load_manifest(bundle: Path, verify: bool = True) -> Manifest:
+    """Read and check a bundle's manifest; with ``verify``, check every file's SHA-256."""
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise UserError(f"bundle not found: {bundle} (make one with `attnx build`)")
+    path = bundle / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(f"{bundle} is not an attnx bundle: it has no {MANIFEST_NAME}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is corrupt ({type(exc).__name__}): rebuild the bundle with `attnx build`") from None
+    manifest = Manifest.from_dict(data, where=str(path))
+    if verify:
+        for name, digest in manifest.sha256.items():
+            f = bundle / name
+            if not f.is_file():
+                raise UserError(f"bundle {bundle} is incomplete: {name} is missing; rebuild it with `attnx build`")
+            if sha256_file(f) != digest:
+                raise UserError(
+                    f"bundle {bundle} is corrupt: {name} does not match its recorded SHA-256 (truncated or "
+                    "modified); rebuild it with `attnx build`"
+                )
+    return manifest
