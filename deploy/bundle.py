@@ -13,7 +13,6 @@ manifest, so a truncated or modified file is named as such.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import UserError
+from exporters.weights import file_sha256 as sha256_file
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "attnx-bundle"
@@ -88,14 +88,6 @@ class Manifest:
         if role not in self.files:
             raise UserError(f"bundle {bundle} has no {role} file")
         return bundle / self.files[role]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def library_versions() -> dict[str, str | None]:
