@@ -36,6 +36,7 @@ lint: install
 ## Type-check the TensorRT plugin code (no TensorRT libraries needed: stubs in plugins/typings).
 typecheck: install
 	$(VENV)/bin/mypy --disallow-untyped-defs plugins
+	$(VENV)/bin/mypy --disallow-untyped-defs --follow-imports=silent deploy/trt_build.py deploy/runtime/trt.py deploy/cuda_mem.py
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -45,18 +45,25 @@ class Engine:
     def outputs(self) -> list[IOSpec]:
         return self.manifest.outputs
 
-    def __call__(self, inputs: Mapping[str, Any] | Any = None, /, **named: Any) -> dict[str, np.ndarray]:
+    def __call__(self, inputs: Mapping[str, Any] | Any = None, /, **named: Any) -> dict[str, Any]:
+        """Outputs by name: NumPy arrays, or torch CUDA tensors when every input is a CUDA tensor and the
+        backend can run on device memory (TensorRT), without host copies."""
         if self._closed:
             raise RuntimeError("Engine is closed")
-        feed = self._feed(inputs, named)
+        given = self._named(inputs, named)
+        if given and all(_is_cuda_tensor(v) for v in given.values()) and hasattr(self._runtime, "run_torch"):
+            return self._runtime.run_torch(given)  # type: ignore[no-any-return]  # checks names/dtypes/profile
+        feed = self._feed(given)
         return self._runtime.run(feed)  # type: ignore[no-any-return]
 
-    def _feed(self, inputs: Mapping[str, Any] | Any, named: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _named(self, inputs: Mapping[str, Any] | Any, named: dict[str, Any]) -> dict[str, Any]:
         if inputs is not None and not isinstance(inputs, Mapping):
             if len(self.inputs) != 1:
                 raise UserError(f"this engine has {len(self.inputs)} inputs: pass a dict by name")
             inputs = {self.inputs[0].name: inputs}
-        given = {**(dict(inputs) if inputs is not None else {}), **named}
+        return {**(dict(inputs) if inputs is not None else {}), **named}
+
+    def _feed(self, given: dict[str, Any]) -> dict[str, np.ndarray]:
         unknown = sorted(set(given) - {s.name for s in self.inputs})
         if unknown:
             raise UserError(f"unknown input(s) {unknown}; the engine takes {[s.name for s in self.inputs]}")
@@ -79,6 +86,10 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_cuda_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False)
 
 
 def _to_numpy(value: Any) -> np.ndarray:
