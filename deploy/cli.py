@@ -324,14 +324,33 @@ def build(
     opset: int = OPSET,
     plugins: str = typer.Option("auto", "--plugins", help="attnx custom ops: none, trt, auto (per op and backend)"),
     seed: int = typer.Option(0, "--seed", help="seed of the parity inputs"),
+    workspace_mib: int = typer.Option(None, "--workspace-mib", help="TensorRT: workspace memory-pool limit"),
+    timing_cache: Path = typer.Option(None, "--timing-cache", help="TensorRT: timing cache to reuse and update"),
+    opt_level: int = typer.Option(None, "--opt-level", help="TensorRT: builder optimization level 0–5"),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="TensorRT: plan runs on later TRT"),
+    hardware_compat: str = typer.Option(
+        None, "--hardware-compat", help="TensorRT: none, ampere+ or same_compute_capability"
+    ),
+    plugin_library: list[Path] = typer.Option(None, "--plugin-library", help="TensorRT: plugin .so to load"),
 ) -> None:
     """Build a bundle: precision-baked ONNX → engine → parity against the fp32 reference → manifest."""
     from deploy.build import BuildOptions, build_bundle
     from deploy.tables import parity_table
+    from deploy.trt_build import TrtBuildOptions
 
+    trt_options = {
+        k: v
+        for k, v in {
+            "workspace_mib": workspace_mib, "timing_cache": timing_cache, "optimization_level": opt_level,
+            "version_compatible": version_compatible or None, "hardware_compatibility": hardware_compat,
+            "plugin_libraries": [str(p) for p in plugin_library] if plugin_library else None,
+        }.items()
+        if v is not None
+    }  # fmt: skip
+    TrtBuildOptions.from_dict(trt_options)  # bad values fail here, before any work
     options = BuildOptions(
         backend=backend, precision=precision, input_shape=_shape(input_shape), max_batch=max_batch,
-        opset=opset, plugins=plugins, seed=seed,
+        opset=opset, plugins=plugins, seed=seed, trt=trt_options,
     )  # fmt: skip
     options.validate()
     with console.status(f"building a {precision} bundle of {model_or_onnx}..."):
