@@ -175,6 +175,11 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
             shutil.copyfile(result.calibration_table, writer.path("calibration.json"))
             files["calibration"] = "calibration.json"
     onnx.save(baked, str(writer.path("model.onnx")))
+    if options.precision == "fp32":
+        files["reference"] = "model.onnx"
+    else:  # keep the fp32 graph: parity and layer-wise search of the bundle need no PyTorch then
+        shutil.copyfile(fp32_path, writer.path("reference.onnx"))
+        files["reference"] = "reference.onnx"
     inputs, outputs = io_specs(baked, options.max_batch, options.input_shape)
     plugins = sorted({n.op_type for n in baked.graph.node if n.domain == "attnx"})
     device = cpu_device()

@@ -195,7 +195,7 @@ def export(
 
 @app.command()
 def parity(
-    model_or_onnx: str = typer.Argument(..., help="a model spec (exported on the fly) or an .onnx file"),
+    target: str = typer.Argument(..., help="a model spec (exported on the fly), an .onnx file, or a bundle folder"),
     model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
     config: str = MODEL_CONFIG,
     weights: Path = WEIGHTS,
@@ -203,62 +203,154 @@ def parity(
     input_shape: str = INPUT_SHAPE,
     inputs: Path = typer.Option(None, "--inputs", help=".npy or .npz inputs instead of seeded random ones"),
     seed: int = typer.Option(0, "--seed", help="seed of the random inputs"),
-    precision: str = typer.Option("fp32", "--precision", help="tolerance policy: fp32, fp16 or int8"),
+    precision: str = typer.Option(None, "--precision", help="tolerance policy fp32|fp16|int8 (bundle: its own)"),
     atol: float = typer.Option(None, "--atol", help="override the policy's absolute tolerance"),
     rtol: float = typer.Option(None, "--rtol", help="override the policy's relative tolerance"),
     min_cosine: float = typer.Option(None, "--min-cosine", help="override the policy's cosine floor"),
+    error_stat: str = typer.Option(
+        None, "--check-error-stat", help="apply atol/rtol to a statistic: elemwise, max, mean, median, quantile"
+    ),
+    error_quantile: float = typer.Option(None, "--error-quantile", help="quantile for --check-error-stat quantile"),
+    layerwise: bool = typer.Option(
+        None, "--layerwise/--no-layerwise", help="search for the first divergent node (default: on failure)"
+    ),
+    save_io: Path = typer.Option(None, "--save-io", help="save inputs and both backends' outputs (.npz)"),
+    load_io: Path = typer.Option(None, "--load-io", help="replay the inputs of a --save-io file"),
     opset: int = OPSET,
     exporter: str = EXPORTER,
     threads: int = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)"),
     json_out: Path = typer.Option(None, "--json", help="write the parity report as JSON"),
+    junit: Path = typer.Option(None, "--junit", help="write a JUnit XML report for CI systems"),
 ) -> None:
-    """Run the same inputs through PyTorch and ONNX Runtime and compare every output."""
-    from deploy.parity import policy
+    """Compare a backend with its reference (PyTorch, or the fp32 ONNX) on the same inputs, output by output.
 
-    tolerance = policy(precision).with_overrides(atol=atol, rtol=rtol, min_cosine=min_cosine)
+    A model spec or .onnx file: PyTorch vs ONNX Runtime. A bundle: its engine vs PyTorch when the model can be
+    rebuilt here, else vs its fp32 ONNX in ONNX Runtime.
+    """
+    from deploy.parity import POLICIES, policy
+
+    if precision is not None:
+        policy(precision)
+    overrides = {"atol": atol, "rtol": rtol, "min_cosine": min_cosine, "error_stat": error_stat,
+                 "error_quantile": error_quantile}  # fmt: skip
+    if error_stat is not None:
+        from deploy.parity_stats import ERROR_STATS
+
+        if error_stat not in ERROR_STATS:
+            raise UserError(f"unknown --check-error-stat '{error_stat}': choose one of {', '.join(ERROR_STATS)}")
     batches = _batches(batch)
     shape = _shape(input_shape)
-    if model_or_onnx.endswith(".onnx") or Path(model_or_onnx).is_file():
+    saved_feeds = None
+    if load_io is not None:
+        from deploy.parity_io import load_io as read_io
+
+        saved_feeds = read_io(load_io).feeds()
+    io_cases: list = []  # every case's inputs and outputs: for --save-io and the layer-wise search
+    path = Path(target)
+    layer_args: dict = {}
+    if path.is_dir():
+        from deploy.bundle import load_manifest
+        from deploy.pipeline import run_bundle_parity
+
+        manifest = load_manifest(path)
+        tolerance = POLICIES[precision or manifest.precision].with_overrides(**overrides)
+        with console.status("comparing the bundle with its reference...") as status:
+            report, reference_onnx = run_bundle_parity(
+                path, tolerance, batches, shape, inputs, seed, threads,
+                progress=lambda label: status.update(f"comparing {label}..."), io_cases=io_cases,
+                saved_feeds=saved_feeds,
+            )  # fmt: skip
+        layer_args = {"bundle": path, "reference_onnx": reference_onnx}
+    elif target.endswith(".onnx") or path.is_file():
         from deploy.pipeline import prepare_from_onnx
 
+        tolerance = POLICIES[precision or "fp32"].with_overrides(**overrides)
         with console.status("building the PyTorch reference..."):
-            prepared = prepare_from_onnx(Path(model_or_onnx), model, config, weights)
-        report = _parity(prepared, Path(model_or_onnx), tolerance, precision, batches, shape, inputs, seed, threads)
+            prepared = prepare_from_onnx(path, model, config, weights)
+        report = _parity(prepared, path, tolerance, precision or "fp32", batches, shape, inputs, seed, threads,
+                         io_cases, saved_feeds)  # fmt: skip
+        layer_args = {"onnx": path}
     else:
         import tempfile
 
-        from deploy.pipeline import prepare_model
+        from deploy.pipeline import export_model, prepare_model
 
-        with console.status(f"building {model_or_onnx}..."):
-            prepared = prepare_model(model_or_onnx, config=config, weights=weights)
+        tolerance = POLICIES[precision or "fp32"].with_overrides(**overrides)
+        with console.status(f"building {target}..."):
+            prepared = prepare_model(target, config=config, weights=weights)
             options = _export_options(prepared, input_shape, 1, True, False, opset, exporter, True)
-        with tempfile.TemporaryDirectory(prefix="attnx-parity-") as tmp:
-            from deploy.pipeline import export_model
+        tmp = Path(tempfile.mkdtemp(prefix="attnx-parity-"))
+        with console.status(f"exporting {target}..."):
+            result, _ = export_model(prepared, tmp / "model.onnx", options)
+        report = _parity(prepared, result.path, tolerance, precision or "fp32", batches, shape, inputs, seed,
+                         threads, io_cases, saved_feeds)  # fmt: skip
+        layer_args = {"onnx": result.path, "cleanup": tmp}
+    lw = None
+    try:
+        if layerwise or (layerwise is None and not report.passed):
+            lw = _layerwise(report, layer_args, io_cases, tolerance, threads)
+    finally:
+        if "cleanup" in layer_args:
+            import shutil
 
-            with console.status(f"exporting {model_or_onnx}..."):
-                result, _ = export_model(prepared, Path(tmp) / "model.onnx", options)
-            report = _parity(prepared, result.path, tolerance, precision, batches, shape, inputs, seed, threads)
-    _finish_parity(report, json_out)
+            shutil.rmtree(layer_args["cleanup"], ignore_errors=True)
+    if save_io:
+        from deploy.parity_io import save_io as write_io
+
+        write_io(save_io, io_cases, {"model": report.model, "reference": report.reference,
+                                           "candidate": report.candidate, "precision": report.precision})  # fmt: skip
+    if junit:
+        from deploy.junit import write_junit
+
+        write_junit(junit, parity=[report], layerwise=[lw] if lw else [])
+    _finish_parity(report, json_out, lw)
 
 
-def _parity(prepared, onnx_path, tolerance, precision, batches, shape, inputs, seed, threads):  # type: ignore[no-untyped-def]
+def _layerwise(report, layer_args: dict, io_cases, tolerance, threads):  # type: ignore[no-untyped-def]
+    """First divergent node, on the first failing case's inputs (or the first case's)."""
+    from deploy.layerwise import layerwise_bundle, layerwise_compare, layerwise_table
+
+    case_index = next((i for i, c in enumerate(report.cases) if not c.passed), 0)
+    feed = _feed_of_case(report, case_index, io_cases)
+    with console.status("layer-wise search..."):
+        if "bundle" in layer_args:
+            lw = layerwise_bundle(layer_args["bundle"], layer_args["reference_onnx"], feed, tolerance, threads=threads)
+        else:
+            # Without a graph on both sides (PyTorch has none), compare the exported graph as written with
+            # the graph ONNX Runtime optimises and runs: divergence there is ORT's rewrite, not the export.
+            lw = layerwise_compare(layer_args["onnx"], layer_args["onnx"], feed, tolerance,
+                                   candidate_optimize="all", threads=threads)  # fmt: skip
+    console.print(layerwise_table(lw))
+    return lw
+
+
+def _feed_of_case(report, index: int, io_cases):  # type: ignore[no-untyped-def]
+    return io_cases[index].inputs
+
+
+def _parity(prepared, onnx_path, tolerance, precision, batches, shape, inputs, seed, threads, io_cases=None,
+            saved_feeds=None):  # type: ignore[no-untyped-def]
     from deploy.pipeline import run_parity
 
     with console.status("comparing...") as status:
         return run_parity(
             prepared, onnx_path, tolerance, precision=precision, batches=batches, input_shape=shape,
             inputs_file=inputs, seed=seed, threads=threads,
-            progress=lambda label: status.update(f"comparing {label}..."),
+            progress=lambda label: status.update(f"comparing {label}..."), io_cases=io_cases,
+            saved_feeds=saved_feeds,
         )  # fmt: skip
 
 
-def _finish_parity(report, json_out: Path | None) -> None:  # type: ignore[no-untyped-def]
+def _finish_parity(report, json_out: Path | None, lw=None) -> None:  # type: ignore[no-untyped-def]
     from deploy.pipeline import write_json
     from deploy.tables import parity_table
 
     console.print(parity_table(report))
     if json_out:
-        write_json(json_out, report.to_dict())
+        data = report.to_dict()
+        if lw is not None:
+            data["layerwise"] = lw.to_dict()
+        write_json(json_out, data)
     if not report.passed:
         err_console.print(f"[bold red]parity FAILED[/] for {report.model} under the {report.precision} policy")
         raise typer.Exit(1)

@@ -23,6 +23,10 @@ class Tolerance:
     min_cosine: float
     max_rel_l2: float
     min_top1: float  # fraction of unambiguous samples whose top-1 class agrees
+    # How atol/rtol are applied (see deploy.parity_stats): "elemwise" (every element), or a statistic of
+    # the error — "max", "mean", "median", "quantile" — passing if stat(|Δ|) ≤ atol or stat(|Δ|/|ref|) ≤ rtol.
+    error_stat: str = "elemwise"
+    error_quantile: float = 0.99
 
     def with_overrides(self, **overrides: float | None) -> Tolerance:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -51,6 +55,7 @@ class OutputComparison:
     rel_l2: float
     cosine: float
     worst_excess: float  # max of |d| − (atol + rtol·|ref|); ≤ 0 means the elementwise check holds
+    error_stat: dict | None = None  # the statistic's values and verdict when the policy uses one
     top1: float | None = None  # agreement over unambiguous samples, for (N, K) classifier outputs
     top1_samples: int = 0
     nonfinite: str | None = None
@@ -92,7 +97,14 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance)
     )
     if ref.ndim == 2 and ref.shape[1] > 1:
         comp.top1, comp.top1_samples = top1_agreement(r, c, margin=tol.atol)
-    if worst_excess > 0:
+    if tol.error_stat != "elemwise":
+        from deploy.parity_stats import error_stat
+
+        stat = error_stat(r, c, tol.atol, tol.rtol, tol.error_stat, tol.error_quantile)
+        comp.error_stat = stat.to_dict()
+        if not stat.passed:
+            comp.failures.append(stat.message)
+    elif worst_excess > 0:
         comp.failures.append(f"max abs {comp.max_abs:.3g} exceeds atol {tol.atol:g} + rtol {tol.rtol:g}·|ref|")
     if cosine < tol.min_cosine:
         comp.failures.append(f"cosine {cosine:.6f} < {tol.min_cosine}")

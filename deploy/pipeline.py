@@ -147,6 +147,65 @@ def prepare_from_onnx(onnx_path: Path, model_spec: str | None, config: str | Non
     return prepare_model(spec, config=config, weights=weights)
 
 
+Feed = dict[str, np.ndarray]
+Infer = Callable[[Feed], dict[str, np.ndarray]]
+
+
+def compare_backends(
+    reference: Infer, candidate: Infer, feeds: list[tuple[str, Feed]], report: ParityReport,
+    io_cases: list | None = None, progress: Callable[[str], None] | None = None,
+) -> ParityReport:  # fmt: skip
+    """Run every feed through both backends and add a compared case per feed to ``report``.
+
+    With ``io_cases`` (a list), each case's inputs and both backends' outputs are appended to it as
+    ``deploy.parity_io.IOCase`` (for ``--save-io``).
+    """
+    from deploy.parity import compare
+
+    for label, feed in feeds:
+        if progress:
+            progress(label)
+        ref = reference(feed)
+        cand = candidate(feed)
+        shapes = {k: tuple(v.shape) for k, v in feed.items()}
+        report.cases.append(compare(ref, cand, report.tolerance, label, shapes))
+        if io_cases is not None:
+            from deploy.parity_io import IOCase
+
+            io_cases.append(IOCase(label, feed, {"reference": ref, "candidate": cand}))
+    return report
+
+
+def parity_feeds(
+    specs: list, prepared: PreparedModel | None, batches: list[int] | None, input_shape: tuple[int, ...] | None,
+    inputs_file: Path | None, seed: int, saved_feeds: list[tuple[str, Feed]] | None = None,
+) -> tuple[list[tuple[str, Feed]], str]:  # fmt: skip
+    """The inputs of a parity run and a description of where they came from."""
+    from deploy.inputs import check_shape, load_inputs, seeded_inputs
+
+    if saved_feeds is not None:
+        for _, feed in saved_feeds:
+            for spec in specs:
+                if spec.name not in feed:
+                    raise UserError(f"the saved inputs lack '{spec.name}'; they hold {sorted(feed)}")
+                check_shape(spec, feed[spec.name].shape, source="the saved inputs")
+        return saved_feeds, "saved inputs (--load-io)"
+    if inputs_file is not None:
+        feed = load_inputs(inputs_file, specs)
+        return [(f"file ({next(iter(feed.values())).shape[0]} samples)", feed)], str(inputs_file)
+    base = _base_shape(specs[0], prepared, input_shape)
+    feeds = []
+    for b in batches or [1, 3]:
+        if not specs[0].is_dynamic(0) and b != base[0]:
+            continue  # a static-batch model runs only its own batch
+        shape = (b, *base[1:])
+        check_shape(specs[0], shape, source="--input-shape")
+        feeds.append((f"batch {b}", seeded_inputs(specs[:1], {specs[0].name: shape}, seed + b)))
+    if not feeds:
+        feeds.append((f"batch {base[0]}", seeded_inputs(specs[:1], {specs[0].name: base}, seed)))
+    return feeds, f"seeded random (seed {seed})"
+
+
 def run_parity(
     prepared: PreparedModel,
     onnx_path: Path,
@@ -158,44 +217,77 @@ def run_parity(
     seed: int = 0,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    io_cases: list | None = None,
+    saved_feeds: list[tuple[str, Feed]] | None = None,
 ) -> ParityReport:
     """Feed the same inputs to PyTorch and ONNX Runtime and compare every output."""
     from deploy.backends.onnxrt import OnnxrtRunner
     from deploy.backends.torch_runner import TorchRunner
-    from deploy.inputs import check_shape, load_inputs, seeded_inputs
-    from deploy.parity import ParityReport, compare
+    from deploy.parity import ParityReport
 
     with OnnxrtRunner(onnx_path, threads=threads) as ort_runner:
         specs = ort_runner.input_specs()
         torch_runner = TorchRunner(prepared.model, specs, ort_runner.output_names())
+        feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
         report = ParityReport(
             model=prepared.spec, reference="torch", candidate=f"onnxruntime ({onnx_path.name})",
-            precision=precision, tolerance=tolerance,
-            input_source=str(inputs_file) if inputs_file else f"seeded random (seed {seed})",
+            precision=precision, tolerance=tolerance, input_source=source,
         )  # fmt: skip
-        feeds: list[tuple[str, dict[str, np.ndarray]]] = []
-        if inputs_file is not None:
-            feed = load_inputs(inputs_file, specs)
-            feeds.append((f"file ({next(iter(feed.values())).shape[0]} samples)", feed))
+        return compare_backends(
+            lambda feed: _torch_infer(torch_runner, feed, prepared.spec), ort_runner.infer, feeds, report,
+            io_cases, progress,
+        )  # fmt: skip
+
+
+def run_bundle_parity(
+    bundle: Path,
+    tolerance: Tolerance | None = None,
+    batches: list[int] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    inputs_file: Path | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    io_cases: list | None = None,
+    saved_feeds: list[tuple[str, Feed]] | None = None,
+) -> tuple[ParityReport, Path]:
+    """A bundle's engine against its fp32 reference: PyTorch when the model can be rebuilt, else the
+    bundle's fp32 ONNX in ONNX Runtime. Returns the report and the reference ONNX path (for layer-wise)."""
+    from deploy.backends.base import TensorSpec
+    from deploy.backends.onnxrt import OnnxrtRunner
+    from deploy.backends.torch_runner import TorchRunner
+    from deploy.bundle import load_manifest
+    from deploy.engine import Engine
+    from deploy.parity import ParityReport, policy
+
+    manifest = load_manifest(bundle)
+    reference_onnx = manifest.path_of(bundle, "reference" if "reference" in manifest.files else "onnx")
+    tol = tolerance or policy(manifest.precision)
+    specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
+    out_names = [o.name for o in manifest.outputs]
+    prepared = None
+    if manifest.source.get("reference") == "torch":
+        try:
+            prepared = prepare_from_onnx(reference_onnx, None, None, None)
+        except UserError:
+            prepared = None  # the model is not importable here: the fp32 ONNX is the reference
+    if input_shape is None and manifest.inputs[0].profile:
+        input_shape = tuple(manifest.inputs[0].profile["opt"])
+    feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
+    with Engine.load(bundle, threads=threads) as engine, OnnxrtRunner(reference_onnx, threads=threads) as fp32:
+        if prepared is not None:
+            runner = TorchRunner(prepared.model, specs, out_names)
+            reference: Infer = lambda feed: _torch_infer(runner, feed, prepared.spec)  # noqa: E731
         else:
-            base = _base_shape(specs[0], prepared, input_shape)
-            batch_dynamic = specs[0].is_dynamic(0)
-            for b in batches or [1, 3]:
-                if not batch_dynamic and b != base[0]:
-                    continue  # a static-batch model runs only its own batch
-                shape = (b, *base[1:])
-                check_shape(specs[0], shape, source="--input-shape")
-                feeds.append((f"batch {b}", seeded_inputs(specs[:1], {specs[0].name: shape}, seed + b)))
-            if not feeds:
-                feeds.append((f"batch {base[0]}", seeded_inputs(specs[:1], {specs[0].name: base}, seed)))
-        for label, feed in feeds:
-            if progress:
-                progress(label)
-            ref = _torch_infer(torch_runner, feed, prepared.spec)
-            cand = ort_runner.infer(feed)
-            shapes = {k: tuple(v.shape) for k, v in feed.items()}
-            report.cases.append(compare(ref, cand, tolerance, label, shapes))
-    return report
+            reference = fp32.infer
+        report = ParityReport(
+            model=str(manifest.source.get("model") or bundle.name),
+            reference="torch" if prepared else f"onnxruntime fp32 ({reference_onnx.name})",
+            candidate=f"{manifest.backend} {manifest.precision} bundle ({bundle.name})",
+            precision=manifest.precision, tolerance=tol, input_source=source,
+        )  # fmt: skip
+        compare_backends(reference, engine, feeds, report, io_cases, progress)
+    return report, reference_onnx
 
 
 def _base_shape(spec, prepared: PreparedModel, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:  # type: ignore[no-untyped-def]

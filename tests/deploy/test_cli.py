@@ -186,3 +186,44 @@ def test_build_writes_a_bundle(tmp_path):
 def test_bad_build_options(args, fragment, tmp_path):
     assert_user_error(invoke("build", TINY, "-o", tmp_path / "b", *args), fragment)
     assert not list(tmp_path.iterdir())
+
+
+def test_parity_of_a_bundle_with_io_junit_and_layerwise(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    bundle = tmp_path / "b"
+    assert invoke("build", TINY, "-o", bundle, "--backend", "ort", "--input-shape", "1x3x16x16").exit_code == 0
+    result = invoke("parity", bundle, "--save-io", tmp_path / "io.npz", "--junit", tmp_path / "j.xml",
+                    "--layerwise", "--json", tmp_path / "p.json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["candidate"].startswith("ort fp32 bundle") and data["layerwise"]["checks"]
+    root = ET.parse(tmp_path / "j.xml").getroot()
+    assert int(root.get("tests", 0)) >= 2 and int(root.get("failures", 0)) == 0
+    replay = invoke("parity", bundle, "--load-io", tmp_path / "io.npz", "--json", tmp_path / "r.json")
+    assert replay.exit_code == 0, replay.output
+    assert json.loads((tmp_path / "r.json").read_text())["input_source"] == "saved inputs (--load-io)"
+
+
+def test_failing_parity_runs_the_layerwise_search(exported, tmp_path):
+    proto = onnx.load(str(exported))
+    init = next(i for i in proto.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.05, init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, str(broken))
+    result = invoke("parity", broken, "--model", TINY, "--json", tmp_path / "p.json")
+    assert result.exit_code == 1
+    assert "layerwise" in json.loads((tmp_path / "p.json").read_text())
+
+
+def test_error_statistic_policy(exported, tmp_path):
+    result = invoke("parity", exported, "--check-error-stat", "quantile", "--error-quantile", "0.9",
+                    "--json", tmp_path / "p.json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads((tmp_path / "p.json").read_text())["cases"][0]["outputs"][0]
+    assert out["error_stat"]["stat"] == "quantile" and out["error_stat"]["passed"]
+    assert_user_error(invoke("parity", exported, "--check-error-stat", "p42"), "unknown --check-error-stat")
+
+
+def test_not_a_bundle_folder(tmp_path):
+    assert_user_error(invoke("parity", tmp_path), "not an attnx bundle")

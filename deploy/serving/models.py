@@ -1,0 +1,200 @@
+"""Bundles as served models: naming (``name=path``), loading, request validation, v2 metadata, statistics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.bundle import IOSpec, Manifest
+from deploy.engine import Engine, check_input
+from deploy.errors import UserError
+from deploy.serving.batcher import DynamicBatcher, Stat
+from deploy.serving.protocol import ProtocolError, v2_datatype, v2_shape
+
+# Model names become URL path segments and Triton repository folder names: keep them plain.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+VERSION = "1"  # a bundle is one version of one model
+PLATFORMS = {"ort": "onnxruntime_onnx", "trt": "tensorrt_plan"}
+
+
+def parse_bundle_args(args: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """``PATH`` or ``NAME=PATH`` → (name, path); the name defaults to the bundle folder's name."""
+    if not args:
+        raise UserError("give at least one bundle folder (made by `attnx build`)")
+    pairs: list[tuple[str, Path]] = []
+    for arg in args:
+        text = str(arg)
+        name, sep, rest = text.partition("=")
+        if sep and NAME_RE.match(name) and not Path(text).exists():
+            path = Path(rest)
+        else:
+            name, path = Path(text).resolve().name, Path(text)
+        if not NAME_RE.match(name):
+            raise UserError(
+                f"model name {name!r} (from {text}) is not usable in URLs and Triton repositories: use letters, "
+                "digits, '_', '.', '-', or name it explicitly as NAME=PATH"
+            )  # fmt: skip
+        pairs.append((name, path))
+    return pairs
+
+
+def has_batch_axis(manifest: Manifest) -> bool:
+    """True when every input and output has a dynamic axis 0: requests can be stacked and split along it."""
+    return all(s.shape and isinstance(s.shape[0], str) for s in [*manifest.inputs, *manifest.outputs])
+
+
+def profile_max_batch(manifest: Manifest) -> int | None:
+    """The largest axis-0 size the engine's profiles accept (None: unbounded)."""
+    limits = [int(s.profile["max"][0]) for s in manifest.inputs if s.profile]
+    return min(limits) if limits else None
+
+
+def _check_datatypes(name: str, manifest: Manifest) -> None:
+    for spec in [*manifest.inputs, *manifest.outputs]:
+        try:
+            v2_datatype(spec.dtype)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"model '{name}': tensor '{spec.name}' has dtype {spec.dtype}, which KServe v2 cannot carry"
+            ) from None
+
+
+@dataclass
+class ServedModel:
+    name: str
+    bundle: Path
+    engine: Engine
+    batcher: DynamicBatcher
+    executor: ThreadPoolExecutor
+    max_delay_s: float
+    version: str = VERSION
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.engine.manifest
+
+    @property
+    def batched(self) -> bool:
+        return self.batcher.batched
+
+    def validate(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check a decoded request against the engine's inputs before it may join a batch (400 if wrong)."""
+        checked = {}
+        for spec in self.manifest.inputs:
+            try:
+                checked[spec.name] = check_input(spec, feed[spec.name])
+            except UserError as exc:
+                raise ProtocolError(400, f"model '{self.name}': {exc}") from None
+        if self.batched:
+            rows = {name: a.shape[0] for name, a in checked.items()}
+            if len(set(rows.values())) > 1:
+                raise ProtocolError(400, f"model '{self.name}': inputs disagree on the batch size (axis 0): {rows}")
+            if min(rows.values()) < 1:
+                raise ProtocolError(400, f"model '{self.name}': the batch size (axis 0) must be at least 1")
+        return checked
+
+    def metadata(self) -> dict[str, Any]:
+        def tensor(s: IOSpec) -> dict[str, Any]:
+            return {"name": s.name, "datatype": v2_datatype(s.dtype), "shape": v2_shape(s.shape)}
+
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": PLATFORMS.get(self.manifest.backend, self.manifest.backend),
+            "inputs": [tensor(s) for s in self.manifest.inputs],
+            "outputs": [tensor(s) for s in self.manifest.outputs],
+        }
+
+    def config(self) -> dict[str, Any]:
+        """This model's configuration in Triton's model_config JSON form, as this server runs it."""
+        from deploy.serving.triton_repo import model_config
+
+        return model_config(
+            self.name, self.manifest, max_batch=self.batcher.max_batch if self.batched else 0,
+            max_delay_us=int(self.max_delay_s * 1e6) if self.batcher.max_batch > 1 else None,
+            instance_count=self.batcher.concurrency,
+            instance_kind="KIND_GPU" if self.manifest.backend == "trt" else "KIND_CPU",
+        )  # fmt: skip
+
+    def statistics(self) -> dict[str, Any]:
+        s = self.batcher.stats
+
+        def stat(x: Stat) -> dict[str, int]:
+            return {"count": x.count, "ns": x.ns}
+
+        return {
+            "name": self.name,
+            "version": self.version,
+            "last_inference": s.last_inference_ms,
+            "inference_count": s.inference_count,
+            "execution_count": s.execution_count,
+            "inference_stats": {
+                "success": stat(s.success),
+                "fail": stat(s.fail),
+                "queue": stat(s.queue),
+                "compute_infer": stat(s.compute_infer),
+            },  # fmt: skip
+            "batch_stats": [
+                {"batch_size": size, "compute_infer": stat(st)} for size, st in sorted(s.batch_sizes.items())
+            ],
+        }
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.engine.close()
+
+
+def load_models(bundles: Sequence[str | Path], *, max_batch: int, max_delay_ms: float, pool_size: int,
+                threads: int | None, max_queue: int, verify: bool = True,
+                warmup: bool = True) -> list[ServedModel]:  # fmt: skip
+    """Open every bundle's engine and put a batcher in front of it. Fails with a UserError before serving."""
+    if max_batch < 1:
+        raise UserError(f"--max-batch must be ≥ 1, got {max_batch}")
+    if max_delay_ms < 0:
+        raise UserError(f"--max-delay-ms must be ≥ 0, got {max_delay_ms}")
+    if pool_size < 1:
+        raise UserError(f"--pool-size must be ≥ 1, got {pool_size}")
+    if max_queue < 1:
+        raise UserError(f"--max-queue must be ≥ 1, got {max_queue}")
+    pairs = parse_bundle_args(bundles)
+    seen: dict[str, Path] = {}
+    for name, path in pairs:
+        if name in seen:
+            raise UserError(f"two bundles are named '{name}' ({seen[name]} and {path}): name one as NAME=PATH")
+        seen[name] = path
+    models: list[ServedModel] = []
+    try:
+        for name, path in pairs:
+            engine = Engine.load(path, pool_size=pool_size, threads=threads, verify=verify)
+            _check_datatypes(name, engine.manifest)
+            batched = has_batch_axis(engine.manifest)
+            limit = profile_max_batch(engine.manifest)
+            effective = min(max_batch, limit) if (batched and limit) else max_batch
+            executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix=f"attnx-{name}")
+            batcher = DynamicBatcher(
+                engine, executor, batched=batched, max_batch=effective, max_delay_s=max_delay_ms / 1000,
+                concurrency=pool_size, max_queue=max_queue,
+            )  # fmt: skip
+            models.append(ServedModel(name, path, engine, batcher, executor, max_delay_ms / 1000))
+            if warmup:
+                engine(warmup_feed(engine.manifest))  # first-run costs (allocations, kernel choice) before serving
+    except BaseException:
+        for m in models:
+            m.close()
+        raise
+    return models
+
+
+def warmup_feed(manifest: Manifest) -> dict[str, np.ndarray]:
+    """Zeros at each input's optimisation-profile shape (batch 1 where the shape is dynamic)."""
+    feed = {}
+    for s in manifest.inputs:
+        shape = s.profile["opt"] if s.profile else [1 if isinstance(d, str) else d for d in s.shape]
+        feed[s.name] = np.zeros([int(d) for d in shape], dtype=np.dtype(s.dtype))
+    return feed

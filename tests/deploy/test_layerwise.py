@@ -1,0 +1,156 @@
+"""Layer-wise search: an injected fault is found at the node that carries it."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deploy.errors import UserError
+from deploy.layerwise import expose_intermediates, layerwise_compare, run_with_intermediates, topological_nodes
+from deploy.parity import POLICIES
+
+FP32 = POLICIES["fp32"]
+
+
+def gated_net() -> onnx.ModelProto:
+    """conv1 → relu1 → conv2 → sig; gate = relu1 · sig → pool → head: a small attention-gated classifier."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), n)
+        for n, s in [
+            ("w1", (8, 3, 3, 3)),
+            ("b1", (8,)),
+            ("w2", (8, 8, 3, 3)),
+            ("b2", (8,)),
+            ("fc", (5, 8)),
+            ("fcb", (5,)),
+        ]  # fmt: skip
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4, name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1] * 4, name="conv2"),
+        helper.make_node("Sigmoid", ["c2"], ["s2"], name="sig"),
+        helper.make_node("Mul", ["r1", "s2"], ["m"], name="gate"),
+        helper.make_node("GlobalAveragePool", ["m"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1, name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes, "gated", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def perturb_weight(model: onnx.ModelProto, name: str, scale: float) -> onnx.ModelProto:
+    bad = onnx.ModelProto()
+    bad.CopyFrom(model)
+    for init in bad.graph.initializer:
+        if init.name == name:
+            arr = numpy_helper.to_array(init).copy()
+            arr[0] *= scale  # one output channel computes wrongly
+            init.CopyFrom(numpy_helper.from_array(arr, name))
+    return bad
+
+
+@pytest.fixture
+def feed():
+    return {"x": np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)}
+
+
+def test_identical_graph_agrees_everywhere(feed):
+    report = layerwise_compare(gated_net(), gated_net(), feed, FP32)
+    assert report.passed and report.first_divergence is None
+    assert [c.tensor for c in report.checks] == ["c1", "r1", "c2", "s2", "m", "g", "f", "y"]
+    assert all(c.max_abs == 0 for c in report.checks)
+
+
+def test_perturbed_node_is_found_as_the_first_divergence(feed):
+    report = layerwise_compare(gated_net(), perturb_weight(gated_net(), "w2", 1.05), feed, FP32)
+    first = report.first_divergence
+    assert first is not None and (first.node, first.op_type, first.tensor) == ("conv2", "Conv", "c2")
+    assert report.last_agreeing.node == "relu1"  # everything before it agreed
+    assert all(c.passed for c in report.checks if c.order < first.order)
+    assert "conv2" in report.summary() and "Conv" in report.summary()
+    json.dumps(report.to_dict())  # JSON-ready
+
+
+def test_replaced_op_is_found(feed):
+    bad = gated_net()
+    relu = next(n for n in bad.graph.node if n.name == "relu1")
+    relu.op_type = "LeakyRelu"  # the kind of slip a converter makes: wrong op, same tensor names
+    relu.attribute.append(helper.make_attribute("alpha", 0.5))
+    report = layerwise_compare(gated_net(), bad, feed, FP32)
+    assert (report.first_divergence.node, report.first_divergence.op_type) == ("relu1", "Relu")
+    assert report.checks[0].passed  # conv1 is fine
+
+
+def test_fused_candidate_points_at_the_fused_region(feed):
+    """After ORT fuses conv2+sigmoid their outputs vanish: the divergence shows up at the gate, and the
+    unmatched fused nodes before it are named as suspects."""
+    report = layerwise_compare(gated_net(), perturb_weight(gated_net(), "w2", 1.05), feed, FP32,
+                               candidate_optimize="all")  # fmt: skip
+    assert {u.tensor for u in report.unmatched} >= {"c2"}
+    assert report.first_divergence.node == "gate"
+    assert "conv2" in {u.node for u in report.suspects}
+    assert "possibly the cause" in report.summary()
+    clean = layerwise_compare(gated_net(), gated_net(), feed, FP32, candidate_optimize="all")
+    assert clean.passed and len(clean.checks) >= 4
+
+
+def test_fp16_tolerance_accepts_small_errors_that_fp32_rejects(feed):
+    slightly = perturb_weight(gated_net(), "w2", 1.0005)
+    assert not layerwise_compare(gated_net(), slightly, feed, FP32).passed
+    assert layerwise_compare(gated_net(), slightly, feed, POLICIES["fp16"], precision="fp16").passed
+
+
+def test_known_renamings_are_matched(feed):
+    """ORT's precision-free cast removal prefixes tensor names; fp16 converters add _output_cast_N."""
+    from deploy.layerwise import canonical_name
+
+    assert canonical_name("InsertedPrecisionFreeCast_/stem/Conv_output_0") == "/stem/Conv_output_0"
+    assert canonical_name("/attn/ReduceMean_output_cast_0") == "/attn/ReduceMean_output_0"
+    renamed = perturb_weight(gated_net(), "w2", 1.05)
+    for node in renamed.graph.node:  # rename conv2's output as ORT would
+        node.output[:] = ["InsertedPrecisionFreeCast_c2" if t == "c2" else t for t in node.output]
+        node.input[:] = ["InsertedPrecisionFreeCast_c2" if t == "c2" else t for t in node.input]
+    report = layerwise_compare(gated_net(), renamed, feed, FP32)
+    assert report.first_divergence.tensor == "c2" and not report.unmatched
+
+
+def test_expose_and_run_intermediates(feed):
+    exposed = expose_intermediates(gated_net())
+    assert [o.name for o in exposed.graph.output][1:] == ["c1", "r1", "c2", "s2", "m", "g", "f"]
+    values = run_with_intermediates(gated_net(), feed, names=["r1"])
+    assert set(values) == {"y", "r1"} and values["r1"].min() >= 0
+    assert [n.name for n in topological_nodes(gated_net())][:2] == ["conv1", "relu1"]
+
+
+def test_bad_inputs_are_user_errors(tmp_path, feed):
+    with pytest.raises(UserError, match="not found"):
+        layerwise_compare(tmp_path / "missing.onnx", gated_net(), feed, FP32)
+    with pytest.raises(UserError, match="rejects the inputs"):
+        layerwise_compare(gated_net(), gated_net(), {"x": np.zeros((1, 4, 8, 8), np.float32)}, FP32)
+
+
+def test_ort_bundle_engine_matches_its_fp32_onnx(tmp_path):
+    """A real bundle: the shipped engine.onnx (ORT-optimised, fused) against the exported fp32 graph."""
+    from deploy.build import BuildOptions, build_bundle
+    from deploy.layerwise import layerwise_bundle
+    from deploy.pipeline import export_model, prepare_model
+    from exporters.export import ExportOptions
+
+    prepared = prepare_model("tests.fixtures:tiny_net")
+    onnx_path, _ = export_model(prepared, tmp_path / "fp32.onnx", ExportOptions(input_shape=(1, 3, 16, 16)))
+    bundle = build_bundle(str(onnx_path.path), tmp_path / "bundle",
+                          BuildOptions(backend="ort", precision="fp32", max_batch=2)).bundle  # fmt: skip
+    x = {"input": np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)}
+    report = layerwise_bundle(bundle, onnx_path.path, x)
+    assert report.passed, report.summary()
+    assert report.checks[-1].tensor == "output"
+    assert layerwise_bundle(bundle, onnx_path.path, x, graph="model-raw").passed
+    with pytest.raises(UserError, match="engine, model or model-raw"):
+        layerwise_bundle(bundle, onnx_path.path, x, graph="plan")
