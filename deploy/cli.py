@@ -456,6 +456,85 @@ def build(
         raise typer.Exit(1)
 
 
+@app.command()
+def bench(
+    bundles: list[Path] = typer.Argument(None, help="bundle folders to time side by side"),
+    model: str = typer.Option(None, "--model", help="the PyTorch reference (default: the bundles' model)"),
+    config: str = MODEL_CONFIG,
+    weights: Path = WEIGHTS,
+    batch: str = typer.Option("1", "--batch", help="batch-size sweep, e.g. 1,4,8"),
+    threads: int = typer.Option(1, "--threads", help="intra-op threads for every backend (0: library default)"),
+    warmup: int = typer.Option(10, "--warmup", help="warm-up iterations per target and batch"),
+    iterations: int = typer.Option(100, "--iterations", help="timed iterations per target and batch"),
+    duration: float = typer.Option(None, "--duration", help="time each configuration for this many seconds"),
+    no_torch: bool = typer.Option(False, "--no-torch", help="leave PyTorch eager out"),
+    cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="TensorRT: replay CUDA graphs"),
+    peak_gflops: float = typer.Option(None, "--peak-gflops", help="override the device's peak for the roofline"),
+    input_shape: str = INPUT_SHAPE,
+    json_out: Path = typer.Option(None, "--json", help="write the results as JSON"),
+    markdown: Path = typer.Option(None, "--markdown", help="write a Markdown summary"),
+    plot: Path = typer.Option(None, "--plot", help="write a PNG: latency distributions and speed-ups"),
+) -> None:
+    """Time PyTorch eager and bundles side by side, interleaved, with percentiles and roofline context."""
+    from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench, write_json, write_text
+
+    if not bundles and not model:
+        raise UserError("give bundle folders to time (attnx build makes them), or --model for PyTorch alone")
+    if iterations < 1 or warmup < 0:
+        raise UserError("--iterations must be ≥ 1 and --warmup ≥ 0")
+    options = BenchOptions(
+        batches=tuple(_batches(batch)), warmup=warmup, iterations=iterations, duration_s=duration,
+        threads=threads or None, cuda_graph=cuda_graph, input_shape=_shape(input_shape), peak_gflops=peak_gflops,
+    )  # fmt: skip
+    with console.status("benchmarking...") as status:
+        result = run_bench(bundles or (), model, options, config=config, weights=weights,
+                           torch_reference=not no_torch, progress=lambda s: status.update(s))  # fmt: skip
+    console.print(bench_table(result))
+    if json_out:
+        write_json(json_out, result.to_dict())
+    if markdown:
+        write_text(markdown, markdown_summary([result]))
+    if plot:
+        from deploy.plots import plot_bench
+
+        plot_bench(result, plot)
+
+
+@app.command()
+def check(
+    baseline: Path = typer.Option(..., "--baseline", help="the committed baseline JSON"),
+    parity_files: list[Path] = typer.Option(None, "--parity", help="fresh `attnx parity --json` result(s)"),
+    bench_file: Path = typer.Option(None, "--bench", help="fresh `attnx bench --json` result"),
+    max_slowdown: float = typer.Option(0.15, "--max-slowdown", help="allowed latency growth vs the baseline"),
+    stat: str = typer.Option("paired", "--stat", help="latency statistic: paired, p50, mean, p90, p95, p99, min"),
+    update_baseline: bool = typer.Option(False, "--update-baseline", help="rewrite the baseline from this run"),
+    junit: Path = typer.Option(None, "--junit", help="write a JUnit XML report"),
+) -> None:
+    """The CI gate: fail (exit 1) when accuracy leaves its policy or latency regresses against a baseline.
+
+    Latency is judged as a ratio to the PyTorch reference measured in the same run, so a slower CI machine
+    does not raise false alarms.
+    """
+    from deploy.check import check_table, run_check
+
+    if not parity_files and bench_file is None:
+        raise UserError("give fresh results to check: --parity FILE (from attnx parity --json) and/or --bench FILE")
+    result = run_check(baseline, parity_files or (), bench_file, max_slowdown=max_slowdown, stat=stat,
+                       update=update_baseline)  # fmt: skip
+    console.print(check_table(result))
+    if junit:
+        from deploy.junit import write_junit
+
+        write_junit(junit, check=result)
+    if update_baseline:
+        console.print(f"[green]baseline updated[/]: {baseline}")
+        return
+    if not result.passed:
+        err_console.print("[bold red]check FAILED[/]: see the changes above")
+        raise typer.Exit(1)
+    console.print("[green]check passed[/]")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -227,3 +227,33 @@ def test_error_statistic_policy(exported, tmp_path):
 
 def test_not_a_bundle_folder(tmp_path):
     assert_user_error(invoke("parity", tmp_path), "not an attnx bundle")
+
+
+def test_bench_and_check_gate(tmp_path):
+    bundle = tmp_path / "b"
+    assert invoke("build", TINY, "-o", bundle, "--backend", "ort", "--input-shape", "1x3x16x16").exit_code == 0
+    bench = invoke("bench", bundle, "--batch", "1,2", "--iterations", "10", "--warmup", "2",
+                   "--json", tmp_path / "bench.json", "--markdown", tmp_path / "bench.md")  # fmt: skip
+    assert bench.exit_code == 0, bench.output
+    configs = json.loads((tmp_path / "bench.json").read_text())["configs"]
+    assert {(c["target"], c["batch"]) for c in configs} >= {("torch eager", 1), ("ort fp32", 2)}
+    assert invoke("parity", bundle, "--json", tmp_path / "p.json").exit_code == 0
+    args = ["check", "--baseline", tmp_path / "base.json", "--parity", tmp_path / "p.json"]
+    assert invoke(*args, "--update-baseline").exit_code == 0
+    assert invoke(*args).exit_code == 0
+    worse = json.loads((tmp_path / "p.json").read_text())
+    worse["cases"][0]["outputs"][0]["cosine"] = 0.9  # an injected accuracy drop
+    worse["cases"][0]["outputs"][0]["passed"] = False
+    worse["cases"][0]["outputs"][0]["failures"] = ["cosine 0.900000 < 0.99999"]
+    worse["cases"][0]["passed"] = worse["passed"] = False
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    failed = invoke("check", "--baseline", tmp_path / "base.json", "--parity", tmp_path / "worse.json")
+    assert failed.exit_code == 1, failed.output
+
+
+def test_bench_and_check_bad_input(tmp_path):
+    assert_user_error(invoke("bench"), "give bundle folders")
+    assert_user_error(invoke("check", "--baseline", tmp_path / "b.json"), "give fresh results")
+    (tmp_path / "p.json").write_text("{}")
+    assert_user_error(invoke("check", "--baseline", tmp_path / "missing.json", "--parity", tmp_path / "p.json"),
+                      "not an attnx parity report")  # fmt: skip
