@@ -239,37 +239,28 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
     from deploy.backends.onnxrt import OnnxrtRunner
     from deploy.backends.torch_runner import TorchRunner
     from deploy.engine import Engine
-    from deploy.inputs import seeded_inputs
-    from deploy.parity import ParityReport, compare, policy
+    from deploy.parity import ParityReport, policy
+    from deploy.pipeline import compare_backends, parity_feeds
 
-    tol = policy(manifest.precision)
+    specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
+    first = manifest.inputs[0]
+    opt_shape = tuple(first.profile["opt"]) if first.profile else None
+    batches = [b for b in options.parity_batches if b <= options.max_batch] or [1]
+    feeds, source = parity_feeds(specs, prepared, batches, opt_shape, None, options.seed)
     report = ParityReport(
         model=str(manifest.source.get("model") or fp32_path.name), reference=manifest.source["reference"],
         candidate=f"{manifest.backend} {manifest.precision} bundle", precision=manifest.precision,
-        tolerance=tol, input_source=f"seeded random (seed {options.seed})",
+        tolerance=policy(manifest.precision), input_source=source,
     )  # fmt: skip
     engine = Engine(bundle_dir, manifest, _open(bundle_dir, manifest, options))
-    specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
-    out_names = [o.name for o in manifest.outputs]
-    fp32_runner = OnnxrtRunner(fp32_path) if prepared is None else None
-    if fp32_runner:
-        fp32_runner.activate()
     try:
-        base = manifest.inputs[0].profile["opt"] if manifest.inputs[0].profile else manifest.inputs[0].shape
-        batches = [b for b in options.parity_batches if b <= options.max_batch] or [1]
-        dynamic = isinstance(manifest.inputs[0].shape[0], str)
-        for b in batches if dynamic else [int(base[0])]:
-            shape = (b, *[int(d) for d in base[1:]])
-            feed = seeded_inputs(specs, {specs[0].name: shape}, options.seed + b)
-            ref = (fp32_runner.infer(feed) if fp32_runner
-                   else TorchRunner(prepared.model, specs, out_names).infer(feed))  # type: ignore[union-attr]  # fmt: skip
-            cand = engine(feed)
-            report.cases.append(compare(ref, cand, tol, f"batch {b}", {k: v.shape for k, v in feed.items()}))
+        if prepared is not None:
+            runner = TorchRunner(prepared.model, specs, [o.name for o in manifest.outputs])
+            return compare_backends(runner.infer, engine, feeds, report)
+        with OnnxrtRunner(fp32_path, threads=options.threads) as fp32:
+            return compare_backends(fp32.infer, engine, feeds, report)
     finally:
         engine.close()
-        if fp32_runner:
-            fp32_runner.deactivate()
-    return report
 
 
 def _open(bundle_dir: Path, manifest: Manifest, options: BuildOptions) -> Any:

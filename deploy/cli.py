@@ -535,6 +535,47 @@ def check(
     console.print("[green]check passed[/]")
 
 
+@app.command()
+def serve(
+    bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    max_batch: int = typer.Option(8, "--max-batch", help="dynamic batching: most rows per engine run (1: off)"),
+    max_delay_ms: float = typer.Option(1.0, "--max-delay-ms", help="dynamic batching: longest wait to fill a batch"),
+    max_body_mb: float = typer.Option(64.0, "--max-body-mb", help="largest request body accepted"),
+    pool_size: int = typer.Option(1, "--pool-size", help="engine sessions / contexts per model"),
+    threads: int = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads per session"),
+    max_queue: int = typer.Option(1024, "--max-queue", help="queued requests per model before 503"),
+    drain_timeout: float = typer.Option(30.0, "--drain-timeout", help="seconds to finish requests on shutdown"),
+) -> None:
+    """Serve bundles over HTTP with the KServe v2 / Open Inference Protocol (JSON and binary tensors)."""
+    from deploy.serving.cli import serve as run_server
+
+    run_server(bundles, host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
+               max_body_mb=max_body_mb, pool_size=pool_size, threads=threads, max_queue=max_queue,
+               drain_timeout_s=drain_timeout)  # fmt: skip
+
+
+@app.command("triton-repo")
+def triton_repo(
+    bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
+    output: Path = typer.Option(..., "-o", "--output", help="the model repository folder"),
+    max_batch: int = typer.Option(None, "--max-batch", help="max_batch_size (default: the bundle's)"),
+    max_delay_us: int = typer.Option(100, "--max-delay-us", help="dynamic_batching max_queue_delay_microseconds"),
+    instances: int = typer.Option(1, "--instances", help="instance_group count"),
+    instance_kind: str = typer.Option("auto", "--instance-kind", help="auto, cpu or gpu"),
+    force: bool = typer.Option(False, "--force", help="replace models already in the repository"),
+    check_configs: bool = typer.Option(True, "--check/--no-check", help="parse configs with Triton's schema"),
+) -> None:
+    """Write a Triton Inference Server model repository (config.pbtxt + versioned model file) from bundles."""
+    from deploy.serving.cli import triton_repo as write_repo
+
+    written = write_repo(bundles, output, max_batch=max_batch, max_delay_us=max_delay_us, instances=instances,
+                         instance_kind=instance_kind, force=force, check=check_configs)  # fmt: skip
+    for path in written:
+        console.print(f"wrote {path}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

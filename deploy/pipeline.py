@@ -194,15 +194,24 @@ def parity_feeds(
         feed = load_inputs(inputs_file, specs)
         return [(f"file ({next(iter(feed.values())).shape[0]} samples)", feed)], str(inputs_file)
     base = _base_shape(specs[0], prepared, input_shape)
+
+    def shapes_for(batch: int) -> dict[str, tuple[int, ...]]:
+        shapes = {specs[0].name: (batch, *base[1:])}
+        for spec in specs[1:]:  # further inputs: their own static dims, the shared batch
+            if any(not isinstance(d, int) for d in spec.shape[1:]):
+                raise UserError(f"input '{spec.name}' has dynamic axes beyond the batch: give inputs with --inputs")
+            shapes[spec.name] = (batch if spec.is_dynamic(0) else int(spec.shape[0]), *spec.shape[1:])  # type: ignore[misc]
+        return shapes
+
     feeds = []
     for b in batches or [1, 3]:
         if not specs[0].is_dynamic(0) and b != base[0]:
             continue  # a static-batch model runs only its own batch
-        shape = (b, *base[1:])
-        check_shape(specs[0], shape, source="--input-shape")
-        feeds.append((f"batch {b}", seeded_inputs(specs[:1], {specs[0].name: shape}, seed + b)))
+        shapes = shapes_for(b)
+        check_shape(specs[0], shapes[specs[0].name], source="--input-shape")
+        feeds.append((f"batch {b}", seeded_inputs(specs, shapes, seed + b)))
     if not feeds:
-        feeds.append((f"batch {base[0]}", seeded_inputs(specs[:1], {specs[0].name: base}, seed)))
+        feeds.append((f"batch {base[0]}", seeded_inputs(specs, shapes_for(base[0]), seed)))
     return feeds, f"seeded random (seed {seed})"
 
 
