@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deploy.errors import UserError
+from deploy.files import write_json, write_text  # noqa: F401  (re-exported for callers)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -817,39 +818,6 @@ def markdown_summary(results: Sequence[BenchResult]) -> str:
             lines.append(f"\n_{note}_")
         lines.append("")
     return "\n".join(lines) + "\n"
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write text atomically (temp file, then rename), readable as any file the user creates."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: Path, data: Any) -> Path:
-    import json
-
-    return write_text(Path(path), json.dumps(data, indent=2) + "\n")
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -536,6 +536,37 @@ def check(
 
 
 @app.command()
+def accuracy(
+    bundles: list[Path] = typer.Argument(..., help="classifier bundle folders"),
+    dataset: str = typer.Option("digits", "--dataset", help="real test images: digits (scikit-learn)"),
+    json_out: Path = typer.Option(None, "--json", help="write the results as JSON"),
+) -> None:
+    """Top-1 accuracy of classifier bundles on real images (scikit-learn's digits test split)."""
+    from rich.table import Table
+
+    from deploy.accuracy import evaluate_bundle
+
+    table = Table(title=f"top-1 on {dataset} (test split)")
+    for col in ("bundle", "backend", "precision", "top-1 %", "correct"):
+        table.add_column(col)
+    rows = []
+    for bundle in bundles:
+        from deploy.bundle import load_manifest
+
+        manifest = load_manifest(bundle)
+        acc = evaluate_bundle(bundle, dataset)
+        rows.append({"bundle": str(bundle), "backend": manifest.backend, "precision": manifest.precision,
+                     "top1": acc.top1, "correct": acc.correct, "samples": acc.samples})  # fmt: skip
+        table.add_row(str(bundle), manifest.backend, manifest.precision, f"{acc.top1:.2f}",
+                      f"{acc.correct}/{acc.samples}")  # fmt: skip
+    console.print(table)
+    if json_out:
+        from deploy.pipeline import write_json
+
+        write_json(json_out, {"dataset": dataset, "results": rows})
+
+
+@app.command()
 def serve(
     bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deploy.errors import UserError
+from deploy.files import write_json  # noqa: F401  (re-exported: the CLI writes reports through here)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -316,13 +314,3 @@ def _torch_infer(runner, feed: dict[str, np.ndarray], label: str) -> dict[str, n
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         shape = "x".join(map(str, next(iter(feed.values())).shape))
         raise UserError(f"model '{label}' rejects input shape {shape}: {first[:200]}") from None
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)

@@ -1,0 +1,56 @@
+"""Top-1 accuracy of bundles (or PyTorch models) on real images: scikit-learn's digits test split.
+
+    attnx accuracy BUNDLE [BUNDLE...]            # one line per bundle
+    python -m deploy.accuracy_report             # every zoo classifier × fp32 / fp16 / int8 (README table)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploy.errors import UserError
+
+DATASETS = ("digits",)
+
+
+@dataclass
+class Accuracy:
+    name: str
+    top1: float  # percent
+    correct: int
+    samples: int
+
+
+def evaluate_bundle(bundle: Path, dataset: str = "digits", batch_size: int = 8, threads: int | None = None) -> Accuracy:
+    """Top-1 of a classifier bundle on ``dataset``'s test split, fed in batches within the bundle's profile."""
+    from deploy.engine import Engine
+    from exporters.digits import digits
+
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset '{dataset}': choose one of {', '.join(DATASETS)}")
+    with Engine.load(bundle, threads=threads) as engine:
+        spec = engine.inputs[0]
+        if len(spec.shape) != 4 or not all(isinstance(d, int) for d in spec.shape[1:]):
+            raise UserError(f"{bundle} takes input {spec.shape}: accuracy needs a fixed C×H×W image input")
+        out = engine.outputs[0]
+        c, h, w = (int(d) for d in spec.shape[1:])
+        x, y = digits("test", (c, h, w))
+        if spec.profile:
+            batch_size = min(batch_size, spec.profile["max"][0])
+        if not isinstance(spec.shape[0], str):
+            batch_size = int(spec.shape[0])
+        preds = []
+        for i in range(0, len(x), batch_size):
+            chunk = x[i : i + batch_size]
+            if len(chunk) < batch_size and not isinstance(spec.shape[0], str):
+                chunk = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            logits = engine({spec.name: chunk.astype(spec.dtype)})[out.name]
+            if logits.ndim != 2:
+                raise UserError(f"{bundle} outputs {out.name} of rank {logits.ndim}: not a classifier")
+            preds.append(np.argmax(logits, axis=1)[: len(x) - i])
+    pred = np.concatenate(preds)[: len(y)]
+    correct = int((pred == y).sum())
+    return Accuracy(bundle.name, 100.0 * correct / len(y), correct, len(y))
