@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.attnx-installed
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck clean zoo-report
+.PHONY: install demo test test-fast lint typecheck clean zoo-report bench train-digits
 
 install: $(STAMP)
 
@@ -40,6 +40,16 @@ typecheck: install
 
 clean:
 	rm -rf demo_out .pytest_cache
+
+## Time the zoo: PyTorch eager vs ORT bundles side by side (1 thread, batch 1 and 8); JSON, Markdown and PNG in bench/.
+BENCH_MODELS ?= all
+BENCH_PRECISIONS ?= fp32
+bench: install
+	$(PY) -m deploy.bench --models $(BENCH_MODELS) --batches 1,8 --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
+
+## Train the zoo's classifiers on scikit-learn's digits (weights/digits/, a few minutes per model on one core).
+train-digits: install
+	$(PY) -m exporters.train_digits --out weights/digits
 
 ## Export the whole zoo and check parity; the Markdown table in the README comes from here.
 zoo-report: install
