@@ -1,0 +1,174 @@
+"""FP16 mixed precision: onnxconverter-common does the conversion, attnx's plan says what stays FP32.
+
+``onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True, node_block_list=plan)``
+does the mechanics. Around it attnx works around three known problems of that converter (1.16):
+
+* stale or duplicated ``value_info`` entries (left by exporters and simplifiers) make it type a
+  blocked node's output wrongly (ORT: "Type (tensor(float)) of output arg ... does not match"): the
+  value_info is cleared first and re-inferred;
+* a graph output produced by a blocked node makes its cast clean-up raise ("The downstream node of the
+  second cast node should be graph output"): such outputs get an Identity in between;
+* an initializer shared by a blocked and a converted node is left FP32 for both: it is duplicated;
+* its clean-up misses FP32→FP16→FP32 round trips with several consumers, so two adjacent FP32 nodes
+  would still exchange an FP16-rounded tensor: attnx removes every such round trip afterwards.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+from calibration.graph import finish_model, topo_sort
+
+if TYPE_CHECKING:
+    import onnx
+
+CONVERTER = "onnxconverter-common"
+FLOAT, FLOAT16 = 1, 10
+
+
+def converter_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{CONVERTER} {version('onnxconverter-common')}"
+    except PackageNotFoundError:
+        return CONVERTER
+
+
+def op_block_list() -> set[str]:
+    """Op types never converted: the converter's own list (Resize, Range, TopK, ...) plus attnx's samplers."""
+    from onnxconverter_common.float16 import DEFAULT_OP_BLOCK_LIST  # type: ignore[import-untyped]
+
+    return set(DEFAULT_OP_BLOCK_LIST)
+
+
+def to_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of ``model`` computing in FP16 except the ``keep_fp32`` nodes; inputs and outputs stay FP32."""
+    import onnx
+    from onnx import helper
+
+    try:
+        from onnxconverter_common.float16 import convert_float_to_float16  # type: ignore[import-untyped]
+    except ImportError:
+        from deploy.errors import UserError
+
+        raise UserError("--precision fp16 needs onnxconverter-common: pip install onnxconverter-common") from None
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.value_info[:]
+    blocked_ops = op_block_list()
+    block = set(keep_fp32) | {n.name for n in m.graph.node if n.domain not in ("", "ai.onnx")}
+    notes: list[str] = []
+
+    def is_blocked(node: onnx.NodeProto) -> bool:
+        return node.name in block or node.op_type in blocked_ops
+
+    producers = {t: n for n in m.graph.node for t in n.output}
+    for out in m.graph.output:
+        node = producers.get(out.name)
+        if node is not None and is_blocked(node):
+            inner = f"{out.name}__attnx_fp32"
+            node.output[list(node.output).index(out.name)] = inner
+            m.graph.node.append(helper.make_node("Identity", [inner], [out.name], name=f"{out.name}__attnx_out"))
+
+    inits = {i.name: i for i in m.graph.initializer}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in m.graph.node:
+        for t in node.input:
+            if t in inits:
+                users.setdefault(t, []).append(node)
+    for name, nodes in users.items():
+        kinds = {is_blocked(n) for n in nodes}
+        if len(kinds) == 2 and inits[name].data_type == FLOAT:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[name])
+            copy.name = f"{name}__attnx_fp32"
+            m.graph.initializer.append(copy)
+            for n in nodes:
+                if is_blocked(n):
+                    n.input[:] = [copy.name if t == name else t for t in n.input]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = convert_float_to_float16(
+            m, keep_io_types=True, node_block_list=sorted(block), op_block_list=sorted(blocked_ops)
+        )
+    clamped = sum("will be truncated" in str(w.message) for w in caught)
+    if clamped:
+        notes.append(f"the converter clamped {clamped} group(s) of weights below 1e-7 (or above 1e4) in magnitude")
+    removed = remove_round_trips(out)
+    if removed:
+        notes.append(f"removed {removed} FP32→FP16→FP32 cast round trip(s) left by the converter")
+    topo_sort(out)
+    del out.graph.value_info[:]
+    return finish_model(out, model), notes
+
+
+def remove_round_trips(model: onnx.ModelProto) -> int:
+    """Cast(→FP16) [→ Identity]* → Cast(→FP32) on an FP32 tensor: read the FP32 tensor directly."""
+    from onnx import helper
+
+    graph = model.graph
+    producer = {t: n for n in graph.node for t in n.output}
+    float_tensors = _float32_tensors(model)
+    outputs = {o.name for o in graph.output}
+    removed = 0
+    rewired: dict[str, str] = {}
+    replacements: dict[int, onnx.NodeProto] = {}
+    for node in graph.node:
+        if node.op_type != "Cast" or _cast_to(node) != FLOAT:
+            continue
+        src = producer.get(node.input[0])
+        while src is not None and src.op_type == "Identity":
+            src = producer.get(src.input[0])
+        if src is None or src.op_type != "Cast" or _cast_to(src) != FLOAT16 or src.input[0] not in float_tensors:
+            continue
+        original = src.input[0]
+        if node.output[0] in outputs:
+            replacements[id(node)] = helper.make_node("Identity", [original], [node.output[0]], name=node.name)
+        else:
+            rewired[node.output[0]] = original
+        removed += 1
+    if not removed:
+        return 0
+    new_nodes = []
+    for node in graph.node:
+        if id(node) in replacements:
+            new_nodes.append(replacements[id(node)])
+            continue
+        node.input[:] = [rewired.get(t, t) for t in node.input]
+        new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    _drop_dead(model)
+    return removed
+
+
+def _cast_to(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "to"), -1)
+
+
+def _float32_tensors(model: onnx.ModelProto) -> set[str]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    g = inferred.graph
+    names = {
+        vi.name for vi in list(g.input) + list(g.value_info) + list(g.output) if vi.type.tensor_type.elem_type == FLOAT
+    }
+    names.update(i.name for i in g.initializer if i.data_type == FLOAT)
+    return names
+
+
+def _drop_dead(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nothing reads (the Casts left unused by the rewiring)."""
+    graph = model.graph
+    while True:
+        used = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
+        keep = [n for n in graph.node if any(t in used for t in n.output)]
+        if len(keep) == len(graph.node):
+            return
+        del graph.node[:]
+        graph.node.extend(keep)

@@ -1,0 +1,313 @@
+"""ONNX graph plumbing shared by the plan, the calibrator and the emitters."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    import onnx
+
+IR_VERSION_MAX = 10  # what attnx writes everywhere (ONNX Runtime ≥ 1.18 reads it); onnx 1.23 defaults higher
+FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def load_model(path: Path) -> onnx.ModelProto:
+    """Load an ONNX file with one-line errors for a missing or unreadable file."""
+    import onnx
+
+    if not Path(path).is_file():
+        raise UserError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # DecodeError and friends
+        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+
+
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give every node a unique name (plans, block lists and exclusions address nodes by name).
+
+    Returns how many nodes were renamed. Names that are already unique are kept.
+    """
+    seen: set[str] = set()
+    renamed = 0
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            base = node.name or f"{node.op_type}_{i}"
+            name, k = base, 0
+            while name in seen:
+                k += 1
+                name = f"{base}__{k}"
+            node.name = name
+            renamed += 1
+        seen.add(node.name)
+    return renamed
+
+
+def graph_sha256(model: onnx.ModelProto) -> str:
+    """Hash of what computes: nodes, initializers, inputs and outputs (not metadata, doc strings or value_info)."""
+    import onnx
+
+    g = onnx.GraphProto()
+    g.CopyFrom(model.graph)
+    del g.value_info[:]
+    g.doc_string = ""
+    h = hashlib.sha256(g.SerializeToString(deterministic=True))
+    for op in sorted((o.domain, o.version) for o in model.opset_import):
+        h.update(f"{op[0]}:{op[1]};".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class InputInfo:
+    name: str
+    elem_type: int
+    shape: list[int | str]  # str: symbolic or unknown
+
+    @property
+    def dtype(self) -> np.dtype:
+        from onnx import helper
+
+        return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type))
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[InputInfo]:
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        dims: list[int | str] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+        out.append(InputInfo(vi.name, t.elem_type, dims))
+    return out
+
+
+@dataclass
+class GraphIndex:
+    """Who produces and who consumes each tensor, plus inferred types and shapes (at a concrete input shape)."""
+
+    model: onnx.ModelProto
+    nodes: dict[str, Any] = field(default_factory=dict)  # name → NodeProto
+    producer: dict[str, Any] = field(default_factory=dict)  # tensor → NodeProto
+    consumers: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    constants: dict[str, np.ndarray] = field(default_factory=dict)  # initializers and Constant outputs
+    elem_types: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, list[int | None]] = field(default_factory=dict)
+    outputs: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None = None) -> GraphIndex:
+        from onnx import numpy_helper
+
+        index = cls(model)
+        for node in model.graph.node:
+            index.nodes[node.name] = node
+            for t in node.output:
+                if t:
+                    index.producer[t] = node
+            for t in node.input:
+                if t:
+                    index.consumers[t].append(node)
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        index.constants[node.output[0]] = numpy_helper.to_array(attr.t)
+        for init in model.graph.initializer:
+            index.constants[init.name] = numpy_helper.to_array(init)
+        index.outputs = {o.name for o in model.graph.output}
+        index._infer(input_shapes or {})
+        return index
+
+    def _infer(self, input_shapes: dict[str, tuple[int, ...]]) -> None:
+        import onnx
+
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        del m.graph.value_info[:]
+        for vi in m.graph.input:
+            if vi.name in input_shapes:
+                dims = vi.type.tensor_type.shape.dim
+                for d, v in zip(dims, input_shapes[vi.name]):
+                    d.Clear()
+                    d.dim_value = int(v)
+        ensure_onnx_reference()
+        try:
+            from plugins.spec import register_onnx_schemas
+
+            register_onnx_schemas()  # attnx custom nodes get types and shapes too
+        except Exception:  # the plugins package is part of attnx; a failure here only costs shape detail
+            pass
+        try:
+            m = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+        except Exception:  # inference is best effort: unknown shapes are handled as "unknown" by the callers
+            pass
+        for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
+            t = vi.type.tensor_type
+            if t.elem_type:
+                self.elem_types.setdefault(vi.name, t.elem_type)
+            if t.HasField("shape"):
+                self.shapes.setdefault(vi.name, [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim])
+        for name, arr in self.constants.items():
+            from onnx import helper
+
+            self.elem_types.setdefault(name, helper.np_dtype_to_tensor_dtype(arr.dtype))
+            self.shapes.setdefault(name, list(arr.shape))
+
+    def is_float(self, tensor: str) -> bool:
+        return self.elem_types.get(tensor) in FLOAT_TYPES
+
+    def is_const(self, tensor: str) -> bool:
+        return tensor in self.constants
+
+    def parents(self, node: Any) -> list[Any]:
+        return [self.producer[t] for t in node.input if t in self.producer]
+
+    def children(self, node: Any) -> list[Any]:
+        return [c for t in node.output for c in self.consumers.get(t, [])]
+
+    def activation_tensors(self) -> list[str]:
+        """Float tensors computed at run time (graph inputs and node outputs), in graph order."""
+        names = [i.name for i in graph_inputs(self.model) if i.elem_type in FLOAT_TYPES]
+        for node in self.model.graph.node:
+            if node.op_type == "Constant":
+                continue
+            names.extend(t for t in node.output if t and self.is_float(t) and t not in self.constants)
+        return names
+
+
+def ensure_onnx_reference() -> None:
+    """Import ``onnx.reference`` (onnxruntime.quantization needs it) even after attnx schemas are registered.
+
+    It indexes every registered schema by name once, at import, and refuses a name in two domains
+    (``attnx::GridSample`` next to ``GridSample``). Exporting a plugin-form model registers the attnx
+    schemas first, so the import can fail later in the same process: then the attnx schemas are
+    deregistered for the import and registered again.
+    """
+    import sys
+
+    if "onnx.reference" in sys.modules:
+        return
+    try:
+        import onnx.reference  # noqa: F401
+
+        return
+    except NotImplementedError:
+        pass
+    import onnx.defs
+
+    from plugins.spec import onnx_schema, ops
+
+    removed = []
+    for spec in ops().values():
+        try:
+            onnx.defs.get_schema(spec.name, spec.version, spec.domain)
+        except onnx.defs.SchemaError:
+            continue
+        onnx.defs.deregister_schema(spec.name, spec.version, spec.domain)
+        removed.append(spec)
+    for name in [m for m in sys.modules if m.startswith("onnx.reference")]:
+        del sys.modules[name]  # a half-imported package from the failed attempt
+    try:
+        import onnx.reference  # noqa: F401, F811
+    finally:
+        for spec in removed:
+            onnx.defs.register_schema(onnx_schema(spec))
+
+
+def topo_sort(model: onnx.ModelProto) -> None:
+    """Order nodes so that every input is produced before use (inserted nodes are appended by some tools)."""
+    import onnx
+
+    available = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
+    pending = list(model.graph.node)
+    ordered = []
+    while pending:
+        progressed = []
+        rest = []
+        for node in pending:
+            if all(t in available for t in node.input):
+                progressed.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if not progressed:
+            missing = sorted({t for n in rest for t in n.input if t not in available})[:3]
+            raise RuntimeError(f"graph has a cycle or undefined inputs {missing}")
+        ordered.extend(progressed)
+        pending = rest
+    copies = []
+    for node in ordered:
+        c = onnx.NodeProto()
+        c.CopyFrom(node)
+        copies.append(c)
+    del model.graph.node[:]
+    model.graph.node.extend(copies)
+
+
+def finish_model(model: onnx.ModelProto, source: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """Clamp the IR version, carry the source's metadata over, and check the result."""
+    import onnx
+
+    if model.ir_version > IR_VERSION_MAX:
+        model.ir_version = IR_VERSION_MAX
+    if source is not None:
+        have = {p.key for p in model.metadata_props}
+        for prop in source.metadata_props:
+            if prop.key not in have:
+                model.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.checker.check_model(model)
+    return model
+
+
+def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    props = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if key in props:
+            props[key].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
+
+
+def uses_custom_ops(model: onnx.ModelProto) -> bool:
+    return any(n.domain == "attnx" for n in model.graph.node)
+
+
+def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True) -> Any:
+    """An ONNX Runtime CPU session; attnx custom nodes run through the plugins package."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if uses_custom_ops(model):
+        from plugins.ort import create_session
+
+        return create_session(model, sess_options=options)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

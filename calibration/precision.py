@@ -1,0 +1,379 @@
+"""``apply_precision``: an FP32 ONNX file → a precision-baked model, its plan, and its calibration.
+
+Precision lives in the graph (TensorRT 11 is strongly typed; ONNX Runtime runs what the graph says), so
+both backends consume the same kind of artefact:
+
+* ``fp16``: the attention-aware plan (see :mod:`calibration.plan`), plus, with calibration data, every
+  tensor whose magnitude would overflow FP16, stays FP32; onnxconverter-common converts the rest.
+* ``int8``: a calibration table (cached) and the Q/DQ layout of the chosen style (:mod:`calibration.qdq`);
+  the plan's nodes stay unquantized; sensitivity mode excludes more until a budget holds.
+
+Every result is checked against the FP32 model in ONNX Runtime on held-out samples and on seeded
+standard-normal inputs; the numbers go into the plan (``check``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from calibration.config import CalibrationConfig
+from calibration.data import CalibrationData, describe, load_split
+from calibration.evaluate import agreement, run
+from calibration.graph import GraphIndex, graph_inputs, graph_sha256, load_model, name_nodes, set_metadata
+from calibration.plan import detect, ort_slow_kernels, pin_fp16_range
+from calibration.qdq import STYLES, count_qdq, quantize
+from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from calibration.table import CalibrationTable
+
+PRECISIONS = ("fp16", "int8")
+# INT8 (ORT style): excluded nodes of these categories read float inputs even when their producer is quantized
+FLOAT_INPUT_CATEGORIES = {
+    "softmax",
+    "attention_matmul",
+    "normalization",
+    "norm_input",
+    "double_norm",
+    "sampling",
+    "custom_op",
+    "user",
+    "sensitivity",
+}
+SEEDED_CHECK_SAMPLES = 8
+
+
+@dataclass
+class PrecisionResult:
+    model: onnx.ModelProto  # precision-baked, IR ≤ 10
+    plan: dict[str, Any]  # JSON-able: per node kept FP32 / excluded → reason; quantized nodes; converter; check
+    calibration_table: Path | None  # JSON table to ship in the bundle (INT8), else None
+    calibration_info: dict[str, Any] | None  # method, source, synthetic, count, data hash, cache key, cache hit
+    notes: list[str] = field(default_factory=list)
+    # held-out samples (.npz, arrays named as the model inputs) the check used: real data for a parity run
+    # (an INT8 model calibrated on real images is not meant to agree on random-noise inputs)
+    check_inputs: Path | None = None
+
+    def save(self, onnx_path: Path) -> dict[str, Path]:
+        """Write the model, ``<stem>.plan.json`` and (INT8) ``<stem>.calibration.json`` beside it, atomically."""
+        from calibration.graph import write_bytes_atomic
+
+        onnx_path = Path(onnx_path)
+        written = {"onnx": onnx_path, "plan": onnx_path.with_name(onnx_path.stem + ".plan.json")}
+        payloads = {"onnx": self.model.SerializeToString(), "plan": (json.dumps(self.plan, indent=2) + "\n").encode()}
+        if self.calibration_table is not None:
+            written["calibration"] = onnx_path.with_name(onnx_path.stem + ".calibration.json")
+            payloads["calibration"] = Path(self.calibration_table).read_bytes()
+        for key in ("calibration", "plan", "onnx"):  # the model last: its presence means the rest is there
+            if key in payloads:
+                write_bytes_atomic(written[key], payloads[key])
+        return written
+
+
+def apply_precision(
+    fp32_onnx_path: Path,
+    precision: str,
+    style: str = "ort",
+    calibration: dict[str, Any] | None = None,
+    work_dir: Path | None = None,
+) -> PrecisionResult:
+    """Bake ``precision`` into the FP32 model at ``fp32_onnx_path`` for backend ``style`` (ort | trt).
+
+    ``calibration`` holds the options of :class:`calibration.config.CalibrationConfig`. ``work_dir``
+    receives the calibration table and the plan (a temporary folder when None; the caller owns it).
+    Bad input raises a one-line :class:`UserError`; nothing is written outside ``work_dir`` except the
+    calibration cache, whose files are written atomically.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(
+            f"unknown precision '{precision}' for a precision pass: choose {' or '.join(PRECISIONS)} "
+            "(fp32 is the input)"
+        )
+    if style not in STYLES:
+        raise UserError(f"unknown backend style '{style}': choose {' or '.join(STYLES)}")
+    cfg = CalibrationConfig.from_dict(calibration)
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="attnx-precision-"))
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_model(Path(fp32_onnx_path))
+    notes: list[str] = []
+    if name_nodes(model):
+        notes.append("some nodes had no (or duplicate) names: attnx named them so the plan can address them")
+    inputs = graph_inputs(model)
+    if not inputs:
+        raise UserError(f"{fp32_onnx_path} has no runtime inputs: nothing to calibrate")
+    need_data = precision == "int8" or cfg.fp16_range_check
+    calib = held = None
+    if need_data:
+        calib, held = load_split(inputs, cfg)
+        notes.extend(calib.notes + held.notes)
+        if calib.synthetic:
+            notes.append(
+                "calibration data is SYNTHETIC (seeded standard-normal), not real images: ranges may not "
+                "match real inputs"
+            )
+        shapes = calib.sample_shapes()
+    else:
+        shapes = _static_shapes(inputs, cfg)
+    index = GraphIndex.build(model, shapes)
+    plan = detect(index, cfg.reduce_extent, cfg.exclude)
+    model_sha = graph_sha256(model)
+    cache_dir = cfg.cache_dir if cfg.cache else None
+    plan_out: dict[str, Any] = {"precision": precision, "style": style, "nodes": len(model.graph.node)}
+    info: dict[str, Any] | None = None
+    table_path: Path | None = None
+
+    if precision == "fp16":
+        from calibration.fp16 import converter_version, to_fp16
+
+        if calib is not None:
+            table, hit, tnotes = _table(model, index, calib, cfg, "minmax", model_sha, cache_dir)
+            notes.extend(tnotes)
+            big = pin_fp16_range(index, plan, {t: r.amax for t, r in table.ranges.items()}, cfg.fp16_limit)
+            plan_out["fp16_range"] = {"limit": cfg.fp16_limit, "tensors": {t: table.ranges[t].amax for t in big}}
+            info = _info(table, hit, calib, cache_dir)
+        baked, cnotes = to_fp16(model, plan.keep_fp32())
+        notes.extend(cnotes)
+        entries = plan.entries(int8=False)
+        plan_out.update(
+            converter=converter_version(), kept_fp32=entries, counts=_counts(entries, len(model.graph.node))
+        )
+        plan_out["counts"]["casts"] = sum(n.op_type == "Cast" for n in baked.graph.node)
+    else:
+        assert calib is not None and held is not None
+        table, hit, tnotes = _table(model, index, calib, cfg, cfg.method, model_sha, cache_dir)
+        notes.extend(tnotes)
+        info = _info(table, hit, calib, cache_dir)
+        if style == "ort":
+            ort_slow_kernels(index, plan)
+        if cfg.quantize_gates:
+            plan.int8_allowed.add("sigmoid_gate")
+            notes.append("sigmoid gates quantized on request (quantize_gates): their calibrated ranges are used")
+        table_path = work / "calibration.json"
+        table.save(table_path)
+        excluded = plan.int8_excluded()
+
+        strict = float_input_nodes(plan)
+
+        def build(exclude: list[str]) -> Any:
+            # nodes excluded later (sensitivity) are not in the plan yet: they read float inputs too
+            float_inputs = [n for n in exclude if n in strict or n not in plan.decisions]
+            return quantize(model, table, exclude, style, float_inputs)
+
+        if cfg.sensitivity is not None and held.count:
+            from calibration.sensitivity import search
+
+            reference = run(model, held, cfg.batch_size, cfg.threads)
+            all_nodes = [n.name for n in model.graph.node]
+            result, report = search(
+                build,
+                reference,
+                held,
+                cfg.sensitivity,
+                excluded,
+                all_nodes,
+                cfg.batch_size,
+                cfg.threads,
+                _margin("int8"),
+            )
+            for node in report.excluded:
+                eff = report.effects[node]
+                plan.add(
+                    index.nodes[node],
+                    "sensitivity",
+                    f"sensitivity: alone it costs {eff['cosine_loss']:.2e} "
+                    f"cosine, {eff['top1_drop_points']:.2f} top-1 points",
+                )
+            plan_out["sensitivity"] = report.to_dict()
+            if not report.held:
+                notes.append(
+                    f"sensitivity budget not met after excluding {len(report.excluded)} node(s): "
+                    f"cosine {report.final.min_cosine:.5f}, top-1 drop {report.final.top1_drop:.2f} points"
+                )
+        else:
+            if cfg.sensitivity is not None:
+                notes.append("sensitivity mode needs held-out samples (eval_count > 0): skipped")
+            result = build(excluded)
+        baked = result.model
+        notes.extend(result.notes)
+        entries = plan.entries(int8=True)
+        plan_out.update(
+            converter=_int8_converter(style),
+            excluded=entries,
+            quantized=result.quantized,
+            counts={**_counts(entries, len(model.graph.node)), "quantized": len(result.quantized), **count_qdq(baked)},
+        )
+
+    plan_out["check"] = _check(model, baked, held, inputs, shapes, cfg, _margin(precision))
+    set_metadata(
+        baked, {"attnx.precision": precision, "attnx.precision_style": style, "attnx.fp32_graph_sha256": model_sha}
+    )
+    if info is not None:
+        set_metadata(baked, {"attnx.calibration_key": info["cache_key"]})
+    (work / "precision_plan.json").write_text(json.dumps(plan_out, indent=2) + "\n")
+    check_inputs = None
+    if held is not None and held.count:
+        check_inputs = work / "check_inputs.npz"
+        with open(check_inputs, "wb") as f:
+            np.savez(f, **held.arrays)
+    return PrecisionResult(baked, plan_out, table_path, info, notes, check_inputs)
+
+
+def float_input_nodes(plan: Any) -> set[str]:
+    """Excluded nodes that must compute on float inputs, not just leave their outputs unquantized (ORT style)."""
+    return {n for n, d in plan.decisions.items() if set(d.categories) & FLOAT_INPUT_CATEGORIES}
+
+
+def _margin(precision: str) -> float:
+    """Top-1 counts samples whose FP32 top-2 gap exceeds the parity policy's atol (as attnx parity does)."""
+    from deploy.parity import policy
+
+    return policy(precision).atol
+
+
+def _static_shapes(inputs: list[Any], cfg: CalibrationConfig) -> dict[str, tuple[int, ...]]:
+    """Batch-1 shapes for shape inference when no data is loaded (FP16 without the range check)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for spec in inputs:
+        dims = [1, *spec.shape[1:]]
+        if len(dims) == 4 and cfg.input_shape and any(not isinstance(d, int) for d in dims[1:]):
+            dims = [1, *cfg.input_shape]
+        if all(isinstance(d, int) for d in dims):
+            out[spec.name] = tuple(int(d) for d in dims)
+    return out
+
+
+def _table(
+    model: onnx.ModelProto,
+    index: GraphIndex,
+    data: CalibrationData,
+    cfg: CalibrationConfig,
+    method: str,
+    model_sha: str,
+    cache_dir: Path | None,
+) -> tuple[CalibrationTable, bool, list[str]]:
+    from calibration.table import cached_or_collect
+
+    return cached_or_collect(
+        model, index, data, method, cfg.percentile, model_sha, cache_dir, cfg.batch_size, cfg.threads, cfg.progress
+    )
+
+
+def _info(table: CalibrationTable, hit: bool, data: CalibrationData, cache_dir: Path | None) -> dict[str, Any]:
+    from calibration.table import cache_path
+
+    return {
+        "method": table.method,
+        "percentile": table.percentile,
+        **describe(data),
+        "data_sha256": table.data["sha256"],
+        "model_sha256": table.model_sha256,
+        "cache_key": table.key,
+        "cache_hit": hit,
+        "cache_file": str(cache_path(cache_dir, table.key)) if cache_dir is not None else None,
+        "tensors": len(table.ranges),
+    }
+
+
+def _int8_converter(style: str) -> str:
+    from importlib.metadata import version
+
+    if style == "ort":
+        return (
+            f"onnxruntime {version('onnxruntime')} quantize_static (QDQ, u8 activations / s8 per-channel "
+            "weights) from the attnx table"
+        )
+    return (
+        "attnx Q/DQ emitter (TensorRT layout: symmetric s8 on op inputs, per-channel s8 weights) from the attnx table"
+    )
+
+
+def _counts(entries: dict[str, dict[str, Any]], total: int) -> dict[str, Any]:
+    return {
+        "nodes": total,
+        "float": len(entries),
+        "by_category": dict(Counter(e["category"] for e in entries.values())),
+    }
+
+
+def _check(
+    model: onnx.ModelProto,
+    baked: onnx.ModelProto,
+    held: CalibrationData | None,
+    inputs: list[Any],
+    shapes: dict[str, tuple[int, ...]],
+    cfg: CalibrationConfig,
+    margin: float,
+) -> dict[str, Any]:
+    """Agreement with FP32 in ONNX Runtime: held-out samples (when any) and seeded standard-normal inputs."""
+    import numpy as np
+
+    from calibration.graph import session
+
+    out: dict[str, Any] = {}
+    ref_sess, cand_sess = session(model, cfg.threads), session(baked, cfg.threads)
+    if held is not None and held.count:
+        ref = run(ref_sess, held, cfg.batch_size)
+        out["held_out"] = {
+            "source": held.description,
+            **agreement(ref, run(cand_sess, held, cfg.batch_size), margin).to_dict(),
+        }
+    if len(shapes) == len(inputs):
+        rng = np.random.default_rng(0)
+        arrays = {}
+        for spec in inputs:
+            shape = (SEEDED_CHECK_SAMPLES, *shapes[spec.name][1:])
+            arrays[spec.name] = (
+                rng.standard_normal(shape) if spec.dtype.kind == "f" else rng.integers(0, 2, size=shape)
+            ).astype(spec.dtype)
+        seeded = CalibrationData(arrays, "seeded standard-normal (seed 0)", synthetic=True)
+        ref = run(ref_sess, seeded, cfg.batch_size)
+        out["seeded"] = {
+            "source": seeded.description,
+            **agreement(ref, run(cand_sess, seeded, cfg.batch_size), margin).to_dict(),
+        }
+    return out
+
+
+def format_plan(plan: dict[str, Any], max_nodes: int = 6) -> str:
+    """The plan as a few readable lines (what the CLI prints)."""
+    int8 = plan["precision"] == "int8"
+    entries = plan.get("excluded" if int8 else "kept_fp32", {})
+    counts = plan.get("counts", {})
+    head = (
+        f"INT8 ({plan['style']} layout): {counts.get('quantized', 0)} nodes quantized, {len(entries)} left float"
+        if int8
+        else f"FP16: {len(entries)} of {plan['nodes']} nodes kept FP32, the rest FP16"
+    )
+    lines = [head, f"  converter: {plan.get('converter')}"]
+    by_cat: dict[str, list[str]] = {}
+    for name, e in entries.items():
+        by_cat.setdefault(e["category"], []).append(name)
+    for cat, names in sorted(by_cat.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(names[:max_nodes]) + (f", … (+{len(names) - max_nodes})" if len(names) > max_nodes else "")
+        why = entries[names[0]]["reason"].split(":", 1)[-1].strip().split(";")[0]
+        lines.append(f"  {cat} ({len(names)}): {shown}")
+        lines.append(f"      why: {why}")
+    sens = plan.get("sensitivity")
+    if sens:
+        held = "held" if sens["held"] else "NOT met"
+        lines.append(f"  sensitivity: budget {held}; excluded {[e['node'] for e in sens['excluded']]}")
+    for key, label in (("held_out", "held-out"), ("seeded", "seeded")):
+        c = plan.get("check", {}).get(key)
+        if c:
+            top1 = (
+                f", top-1 disagreement {c['top1_drop_points']:.2f} points (clear samples), "
+                f"{c['top1_drop_points_all']:.2f} (all)"
+                if c["top1_agreement"]
+                else ""
+            )
+            lines.append(f"  check vs FP32 ({label}, {c['samples']} samples): cosine {c['min_cosine']:.6f}{top1}")
+    return "\n".join(lines)

@@ -1,0 +1,442 @@
+"""INT8 Q/DQ layouts emitted from one attnx calibration table.
+
+* ``ort``: what ONNX Runtime's CPU kernels run fastest: QDQ with **u8 activations** (asymmetric, the
+  table's [lo, hi]) and **s8 per-channel weights**, so ORT fuses DQ → op → Q into QLinearConv,
+  QLinearMatMul, QGemm, QLinearAdd, ... ONNX Runtime's own ``quantize_static`` does the mechanics; it
+  reads attnx's ranges through its documented calibration cache (``calibration_cache_path``), so no
+  second calibration runs.
+* ``trt``: what TensorRT expects (the layout NVIDIA ModelOpt's ONNX PTQ writes): **symmetric s8**,
+  scale = amax / 127, zero point 0, Q/DQ on the **inputs** of the quantizable ops only (Conv,
+  ConvTranspose, Gemm, MatMul, pooling), **per-channel weights** stored as int8 initializers feeding a
+  DequantizeLinear, biases left in float. TensorRT fuses each Q/DQ pair into the int8 kernel after it.
+  Emitted by attnx (a direct graph edit), from the same table: amax = max(|lo|, |hi|).
+
+Nodes the plan excludes get no Q/DQ on their inputs in either layout, so Softmax outputs, attention
+MatMuls, normalisations, gates and samplers stay float.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from calibration.graph import finish_model, topo_sort
+from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from calibration.table import CalibrationTable
+
+STYLES = ("ort", "trt")
+# ONNX Runtime: the op types its QDQ CPU path fuses or passes through in int8. Softmax, LayerNormalization
+# and InstanceNormalization are left out on purpose (see the plan); everything else by node via the plan.
+ORT_OP_TYPES = [
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "Sigmoid",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Concat",
+    "Resize",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Split",
+    "Slice",
+    "Gather",
+    "Pad",
+    "Where",
+]
+# TensorRT: op type → (activation/weight input indices to quantize, weight channel axis by input index)
+TRT_OPS: dict[str, tuple[tuple[int, ...], dict[int, int]]] = {
+    "Conv": ((0, 1), {1: 0}),
+    "ConvTranspose": ((0, 1), {1: 1}),
+    "Gemm": ((0, 1), {}),  # axis from transB, below
+    "MatMul": ((0, 1), {1: -1}),
+    "AveragePool": ((0,), {}),
+    "GlobalAveragePool": ((0,), {}),
+    "MaxPool": ((0,), {}),
+}
+
+
+@dataclass
+class QuantResult:
+    model: onnx.ModelProto
+    quantized: list[str]  # original node names that now read Q/DQ inputs
+    notes: list[str] = field(default_factory=list)
+
+
+def quantize(
+    model: onnx.ModelProto,
+    table: CalibrationTable,
+    exclude: list[str],
+    style: str,
+    float_inputs: list[str] | None = None,
+) -> QuantResult:
+    """Quantize all but ``exclude``; ``float_inputs`` (ORT style): excluded nodes that must read float inputs.
+
+    Without ``float_inputs``, every excluded node reads float where its input comes from another excluded
+    node (a float island stays float), and may read a quantized tensor otherwise (see ``ort_style``).
+    """
+    if style not in STYLES:
+        raise UserError(f"unknown Q/DQ style '{style}': choose {', '.join(STYLES)}")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise UserError(
+            f"INT8 needs opset ≥ 13 (per-channel QuantizeLinear); the model has {opset}: re-export with --opset 17"
+        )
+    if style == "ort":
+        return ort_style(model, table, exclude, float_inputs or [])
+    return trt_style(model, table, exclude)
+
+
+def ort_style(
+    model: onnx.ModelProto, table: CalibrationTable, exclude: list[str], float_inputs: list[str]
+) -> QuantResult:
+    """ONNX Runtime CPU layout via ``quantize_static``, fed attnx's ranges through ORT's calibration cache.
+
+    ``quantize_static`` also quantizes the *outputs* of the nodes it quantizes, so an excluded node can
+    still read a quantized tensor (a Softmax reading u8 logits from a quantized Conv). The nodes in
+    ``float_inputs`` get their original float inputs back, and so does every excluded node whose input
+    comes from another excluded node, wherever that tensor still exists as the same node's output (a
+    Relu that ORT folded into a Q range has no float output left; that input stays as ORT wrote it).
+    Other excluded nodes keep reading the dequantized tensor: giving them the float one would keep its
+    producer from fusing into an int8 kernel (a gate's feature map needs no more than int8).
+    """
+    import logging
+
+    import onnx
+
+    from calibration.graph import ensure_onnx_reference
+
+    ensure_onnx_reference()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    model, aliases = spatial_means_as_pools(model)
+    pooled = len(aliases)
+    ranges = {
+        name: TensorData(lowest=np.array(r.lo, np.float32), highest=np.array(r.hi, np.float32))
+        for name, r in table.ranges.items()
+    }
+    for new, old in aliases.items():  # a pool's output before its Squeeze has the ReduceMean's range
+        if old in ranges and new != old:
+            ranges[new] = ranges[old]
+    names = {n.name for n in model.graph.node}
+    with tempfile.TemporaryDirectory(prefix="attnx-ort-qdq-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        out = Path(tmp) / "int8.onnx"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" warnings are noise here
+        try:
+            quantize_static(
+                model,
+                out,
+                calibration_data_reader=None,
+                calibration_cache_path=cache,
+                calibrate_method=CalibrationMethod.MinMax,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=ORT_OP_TYPES,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=[n for n in exclude if n in names],
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+        finally:
+            logging.getLogger().setLevel(quiet)
+        qmodel = onnx.load(str(out))
+    del qmodel.graph.value_info[:]
+    restored = restore_float_inputs(qmodel, model, set(float_inputs), set(exclude))
+    notes = [f"gave {restored} input(s) of excluded nodes back their float tensors"] if restored else []
+    if pooled:
+        notes.append(f"{pooled} spatial ReduceMean(s) became pooling (ORT runs QLinear[Global]AveragePool in int8)")
+    quantized = quantized_nodes(qmodel, names - set(exclude), set(ORT_OP_TYPES))
+    return QuantResult(finish_model(qmodel, model), quantized, notes)
+
+
+def spatial_means_as_pools(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """ReduceMean over spatial axes of a 4-D tensor → pooling (+ Squeeze if keepdims=0).
+
+    Over H and W: GlobalAveragePool (any size). Over one of them whose extent is fixed in the graph (the
+    directional pooling of coordinate attention): AveragePool with a 1×W or H×1 kernel. The same
+    arithmetic, but ORT has int8 kernels for the pools (QLinearGlobalAveragePool, QLinearAveragePool)
+    and none for ReduceMean, whose float kernel is also ~10× slower on the NHWC layout ORT uses for int8
+    convolutions. Node names are kept, so the plan still addresses them. Returns the model and, per
+    rewritten node, its pool's output tensor → the ReduceMean's output tensor (the same values).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from calibration.graph import GraphIndex
+
+    index = GraphIndex.build(model)  # no concrete input shape: only extents fixed in the graph count
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    new_nodes: list[onnx.NodeProto] = []
+    extra_inits: list[onnx.TensorProto] = []
+    aliases: dict[str, str] = {}
+    for node in m.graph.node:
+        shape = index.shapes.get(node.input[0]) if node.input else None
+        if node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx") or not shape or len(shape) != 4:
+            new_nodes.append(node)
+            continue
+        axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+        if axes is None and len(node.input) > 1 and node.input[1] in index.constants:
+            axes = [int(a) for a in index.constants[node.input[1]].ravel()]
+        axes = sorted(a % 4 for a in axes) if axes else []
+        if axes == [2, 3]:
+            pool = helper.make_node("GlobalAveragePool", [node.input[0]], ["?"], name=node.name)
+        elif axes in ([2], [3]) and (extent := shape[axes[0]]):
+            kernel = [int(extent), 1] if axes == [2] else [1, int(extent)]
+            pool = helper.make_node("AveragePool", [node.input[0]], ["?"], kernel_shape=kernel, name=node.name)
+        else:
+            new_nodes.append(node)
+            continue
+        if next((a.i for a in node.attribute if a.name == "keepdims"), 1):
+            pool.output[0] = node.output[0]
+            new_nodes.append(pool)
+            aliases[node.output[0]] = node.output[0]
+        else:
+            pooled = f"{node.output[0]}__pooled"
+            axes_name = f"{node.name}__squeeze_axes"
+            extra_inits.append(numpy_helper.from_array(np.array(axes, np.int64), axes_name))
+            pool.output[0] = pooled
+            new_nodes.append(pool)
+            new_nodes.append(
+                helper.make_node("Squeeze", [pooled, axes_name], [node.output[0]], name=f"{node.name}__squeeze")
+            )
+            aliases[pooled] = node.output[0]
+    if not aliases:
+        return model, {}
+    del m.graph.node[:]
+    m.graph.node.extend(new_nodes)
+    m.graph.initializer.extend(extra_inits)
+    return m, aliases
+
+
+def restore_float_inputs(
+    qmodel: onnx.ModelProto, original: onnx.ModelProto, nodes: set[str], excluded: set[str] | None = None
+) -> int:
+    """Rewire dequantized activation inputs back to the original float tensors; drop dead Q/DQ.
+
+    Applies to every input of ``nodes``, and to the inputs of ``excluded`` nodes produced by excluded nodes.
+    """
+    excluded = excluded or set()
+    orig_inputs = {n.name: list(n.input) for n in original.graph.node}
+    orig_producer = {t: n.name for n in original.graph.node for t in n.output}
+    available = {t for n in qmodel.graph.node for t in n.output} | {i.name for i in qmodel.graph.input}
+    producer = {t: n for n in qmodel.graph.node for t in n.output}
+    restored = 0
+    for node in qmodel.graph.node:
+        if (node.name not in nodes and node.name not in excluded) or node.name not in orig_inputs:
+            continue
+        before = orig_inputs[node.name]
+        for i, t in enumerate(node.input):
+            dq = producer.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear" or i >= len(before) or before[i] == t:
+                continue
+            if node.name not in nodes and orig_producer.get(before[i]) not in excluded:
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue  # a weight (int8 initializer → DQ): not an activation
+            # safe only if the same node still produces that tensor: when ORT folds a Relu into a Q range
+            # it renames the Relu's input to the Relu's output, which then holds pre-activation values
+            same = producer[before[i]].name == orig_producer.get(before[i]) if before[i] in producer else True
+            if before[i] in available and same:
+                node.input[i] = before[i]
+                restored += 1
+    if restored:
+        _drop_dead_nodes(qmodel)
+    return restored
+
+
+def _drop_dead_nodes(model: onnx.ModelProto) -> None:
+    graph = model.graph
+    while True:
+        used = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
+        keep = [n for n in graph.node if any(t in used for t in n.output)]
+        if len(keep) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(keep)
+    _drop_unused_initializers(model)
+
+
+def trt_style(model: onnx.ModelProto, table: CalibrationTable, exclude: list[str]) -> QuantResult:
+    """TensorRT layout: symmetric int8 Q/DQ on op inputs, per-channel int8 weights, floats elsewhere."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    excluded = set(exclude)
+    inits = {i.name: i for i in g.initializer}
+    const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    new_inits: list[onnx.TensorProto] = []
+    pre_nodes: dict[str, list[onnx.NodeProto]] = {}  # tensor → Q/DQ nodes that produce its dequantized copy
+    dq_name: dict[tuple[str, int | None], str] = {}
+    quantized: list[str] = []
+    missing: set[str] = set()
+
+    def activation(t: str) -> str | None:
+        if (t, None) in dq_name:
+            return dq_name[(t, None)]
+        r = table.ranges.get(t)
+        if r is None:
+            missing.add(t)
+            return None
+        scale = np.float32(max(r.amax, 1e-12) / 127.0)
+        base = _safe(t)
+        new_inits.append(numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"))
+        new_inits.append(numpy_helper.from_array(np.array(0, np.int8), f"{base}_zero_point"))
+        q = helper.make_node(
+            "QuantizeLinear",
+            [t, f"{base}_scale", f"{base}_zero_point"],
+            [f"{base}_quantized"],
+            name=f"{base}_QuantizeLinear",
+        )
+        dq = helper.make_node(
+            "DequantizeLinear",
+            [f"{base}_quantized", f"{base}_scale", f"{base}_zero_point"],
+            [f"{base}_dequantized"],
+            name=f"{base}_DequantizeLinear",
+        )
+        pre_nodes.setdefault(t, []).extend([q, dq])
+        dq_name[(t, None)] = dq.output[0]
+        return dq.output[0]
+
+    def weight(t: str, axis: int | None) -> str:
+        key = (t, axis if axis is not None else -999)
+        if key in dq_name:
+            return dq_name[key]
+        w = numpy_helper.to_array(inits[t]) if t in inits else numpy_helper.to_array(const_nodes[t].attribute[0].t)
+        w = w.astype(np.float32)
+        if axis is not None and w.ndim > 0:
+            ax = axis % w.ndim
+            amax = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != ax))
+            shape = [1] * w.ndim
+            shape[ax] = -1
+            scale = (np.maximum(amax, 1e-12) / 127.0).astype(np.float32)
+            q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            zp = np.zeros_like(scale, np.int8)
+        else:
+            ax = None
+            scale = np.array(max(float(np.abs(w).max()) if w.size else 0.0, 1e-12) / 127.0, np.float32)
+            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            zp = np.array(0, np.int8)
+        base = _safe(t) + (f"_axis{ax}" if ax is not None else "")
+        new_inits.extend(
+            [
+                numpy_helper.from_array(q, f"{base}_int8"),
+                numpy_helper.from_array(scale, f"{base}_wscale"),
+                numpy_helper.from_array(zp, f"{base}_wzero_point"),
+            ]
+        )
+        kwargs: dict[str, Any] = {"axis": ax} if ax is not None else {}
+        dq = helper.make_node(
+            "DequantizeLinear",
+            [f"{base}_int8", f"{base}_wscale", f"{base}_wzero_point"],
+            [f"{base}_wdequantized"],
+            name=f"{base}_DequantizeLinear",
+            **kwargs,
+        )
+        pre_nodes.setdefault(t, []).append(dq)
+        dq_name[key] = dq.output[0]
+        return dq.output[0]
+
+    for node in g.node:
+        spec = TRT_OPS.get(node.op_type)
+        if spec is None or node.name in excluded or node.domain not in ("", "ai.onnx"):
+            continue
+        indices, axes = spec
+        touched = False
+        for i in indices:
+            if i >= len(node.input) or not node.input[i]:
+                continue
+            t = node.input[i]
+            if t in inits or t in const_nodes:
+                axis = axes.get(i)
+                if node.op_type == "Gemm" and i == 1:
+                    axis = 0 if _attr(node, "transB", 0) else 1
+                if node.op_type == "Gemm" and i == 0 and _attr(node, "transA", 0):
+                    axis = None
+                node.input[i] = weight(t, axis)
+                touched = True
+            else:
+                dq = activation(t)
+                if dq is not None:
+                    node.input[i] = dq
+                    touched = True
+        if touched:
+            quantized.append(node.name)
+    g.initializer.extend(new_inits)
+    extra = [n for nodes in pre_nodes.values() for n in nodes]
+    g.node.extend(extra)
+    topo_sort(m)
+    _drop_unused_initializers(m)
+    notes = []
+    if missing:
+        notes.append(f"{len(missing)} activation(s) had no calibration range and stayed float: {sorted(missing)[:3]}")
+    del m.graph.value_info[:]
+    return QuantResult(finish_model(m, model), quantized, notes)
+
+
+def _attr(node: Any, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def _safe(name: str) -> str:
+    return name.strip("/").replace("/", "_").replace(":", "_") or "t"
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Weights replaced by their int8 copies are no longer read: drop them (and any graph-input entry)."""
+    used = {t for n in model.graph.node for t in n.input} | {o.name for o in model.graph.output}
+    dropped = {i.name for i in model.graph.initializer if i.name not in used}
+    if not dropped:
+        return
+    keep = [i for i in model.graph.initializer if i.name not in dropped]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    inputs = [i for i in model.graph.input if i.name not in dropped]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+
+
+def quantized_nodes(qmodel: onnx.ModelProto, candidates: set[str], op_types: set[str]) -> list[str]:
+    """Nodes the quantizer took: candidates of a quantizable type that read at least one DequantizeLinear.
+
+    (A float node may read a dequantized tensor too, when its producer's output was quantized.)
+    """
+    dq_out = {n.output[0] for n in qmodel.graph.node if n.op_type == "DequantizeLinear"}
+    return [
+        n.name
+        for n in qmodel.graph.node
+        if n.name in candidates and n.op_type in op_types and any(t in dq_out for t in n.input)
+    ]
+
+
+def count_qdq(model: onnx.ModelProto) -> dict[str, int]:
+    q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
+    return {"QuantizeLinear": q, "DequantizeLinear": dq}
