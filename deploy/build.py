@@ -159,6 +159,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     meta = read_metadata(fp32_path)
     files = {"onnx": "model.onnx"}
     precision_plan = calibration_info = None
+    check_inputs = None
     notes: list[str] = []
     if options.precision == "fp32":
         baked = fp32
@@ -171,6 +172,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         baked = result.model
         precision_plan, calibration_info = result.plan, result.calibration_info
         notes.extend(result.notes)
+        check_inputs = result.check_inputs
         if result.calibration_table is not None:
             shutil.copyfile(result.calibration_table, writer.path("calibration.json"))
             files["calibration"] = "calibration.json"
@@ -203,6 +205,8 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         "fp32_onnx_sha256": sha256_file(fp32_path),
         "reference": "torch" if prepared else "onnxruntime fp32",
     }
+    if check_inputs is not None:
+        build_info["check_inputs"] = str(check_inputs)  # held-out real samples (not a bundle file)
     return Manifest(
         backend=backend, precision=options.precision, source=source,
         opset=next((o.version for o in baked.opset_import if o.domain in ("", "ai.onnx")), 0),
@@ -246,7 +250,14 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
     first = manifest.inputs[0]
     opt_shape = tuple(first.profile["opt"]) if first.profile else None
     batches = [b for b in options.parity_batches if b <= options.max_batch] or [1]
-    feeds, source = parity_feeds(specs, prepared, batches, opt_shape, None, options.seed)
+    # A reduced-precision engine calibrated on real data is judged on held-out samples of that data:
+    # random noise lies outside the calibrated ranges and says nothing about real inputs.
+    check_inputs = manifest.build.pop("check_inputs", None)
+    held_out = Path(check_inputs) if check_inputs else None
+    feeds, source = parity_feeds(specs, prepared, batches, opt_shape, held_out, options.seed)
+    if held_out is not None:
+        source = f"held-out calibration data: {(manifest.calibration or {}).get('source', held_out.name)}"
+        feeds = _chunks(feeds[0][1], options.max_batch)
     report = ParityReport(
         model=str(manifest.source.get("model") or fp32_path.name), reference=manifest.source["reference"],
         candidate=f"{manifest.backend} {manifest.precision} bundle", precision=manifest.precision,
@@ -261,6 +272,13 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
             return compare_backends(fp32.infer, engine, feeds, report)
     finally:
         engine.close()
+
+
+def _chunks(feed: dict[str, Any], size: int) -> list[tuple[str, dict[str, Any]]]:
+    """Split a feed along the batch axis into cases of at most ``size`` samples (the engine's profile)."""
+    n = next(iter(feed.values())).shape[0]
+    return [(f"held-out {i}–{min(i + size, n) - 1}", {k: v[i : i + size] for k, v in feed.items()})
+            for i in range(0, n, size)]  # fmt: skip
 
 
 def _open(bundle_dir: Path, manifest: Manifest, options: BuildOptions) -> Any:

@@ -424,6 +424,10 @@ def build(
         None, "--hardware-compat", help="TensorRT: none, ampere+ or same_compute_capability"
     ),
     plugin_library: list[Path] = typer.Option(None, "--plugin-library", help="TensorRT: plugin .so to load"),
+    calib: list[str] = typer.Option(
+        None, "--calib", help="calibration option KEY=VALUE (repeatable): source=digits|photos|synthetic|DIR|FILE, "
+        "count, method=minmax|entropy|percentile, sensitivity=true, ... (see calibration/config.py)"
+    ),
 ) -> None:
     """Build a bundle: precision-baked ONNX → engine → parity against the fp32 reference → manifest."""
     from deploy.build import BuildOptions, build_bundle
@@ -440,15 +444,24 @@ def build(
         if v is not None
     }  # fmt: skip
     TrtBuildOptions.from_dict(trt_options)  # bad values fail here, before any work
+    calibration = {}
+    if calib:
+        from calibration.config import parse_cli_options
+
+        calibration = parse_cli_options(calib)
     options = BuildOptions(
         backend=backend, precision=precision, input_shape=_shape(input_shape), max_batch=max_batch,
-        opset=opset, plugins=plugins, seed=seed, trt=trt_options,
+        opset=opset, plugins=plugins, seed=seed, trt=trt_options, calibration=calibration,
     )  # fmt: skip
     options.validate()
     with console.status(f"building a {precision} bundle of {model_or_onnx}..."):
         result = build_bundle(model_or_onnx, output, options, model_spec=model, config=config, weights=weights)
     for note in result.manifest.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if result.manifest.precision_plan:
+        from calibration.precision import format_plan
+
+        console.print(format_plan(result.manifest.precision_plan), highlight=False)
     console.print(parity_table(result.parity))
     console.print(f"wrote bundle {result.bundle} ({result.manifest.backend}, {result.manifest.precision})")
     if not result.parity.passed:
@@ -533,6 +546,37 @@ def check(
         err_console.print("[bold red]check FAILED[/]: see the changes above")
         raise typer.Exit(1)
     console.print("[green]check passed[/]")
+
+
+@app.command()
+def precision(
+    onnx_path: Path = typer.Argument(..., help="the fp32 .onnx model"),
+    output: Path = typer.Option(..., "-o", "--output", help="the precision-baked .onnx to write"),
+    precision: str = typer.Option(..., "--precision", help="fp16 or int8"),
+    style: str = typer.Option("ort", "--style", help="Q/DQ layout: ort (u8/s8, fused by ORT) or trt (symmetric)"),
+    calib: list[str] = typer.Option(None, "--calib", help="calibration option KEY=VALUE (repeatable)"),
+) -> None:
+    """Bake a precision into an ONNX graph with attnx's attention-aware plan (printed, and saved beside it)."""
+    import tempfile
+
+    from calibration.config import parse_cli_options
+    from calibration.precision import apply_precision, format_plan
+
+    if precision not in ("fp16", "int8"):
+        raise UserError(f"unknown --precision '{precision}': choose fp16 or int8")
+    if style not in ("ort", "trt"):
+        raise UserError(f"unknown --style '{style}': choose ort or trt")
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX file not found: {onnx_path}")
+    options = parse_cli_options(calib or [])
+    with tempfile.TemporaryDirectory(prefix="attnx-precision-") as tmp, console.status(f"{precision}..."):
+        result = apply_precision(onnx_path, precision, style=style, calibration=options, work_dir=Path(tmp))
+        written = result.save(output)
+    console.print(format_plan(result.plan), highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    for role, path in written.items():
+        console.print(f"wrote {role}: {path}")
 
 
 @app.command()

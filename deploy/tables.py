@@ -37,10 +37,15 @@ def _fmt(x: float | None, spec: str = ".2e") -> str:
 
 def parity_table(report: ParityReport) -> Table:
     tol = report.tolerance
+    if tol.error_stat == "elemwise":
+        rule = f"|Δ| ≤ {tol.atol:g} + {tol.rtol:g}·|ref|"
+    else:
+        stat = f"q{tol.error_quantile:g}" if tol.error_stat == "quantile" else tol.error_stat
+        rule = f"{stat} |Δ| ≤ {tol.atol:g} or {stat} |Δ|/|ref| ≤ {tol.rtol:g}"
     table = Table(
         title=f"Parity: {report.reference} vs {report.candidate} — {report.model}, policy {report.precision}",
         caption=(
-            f"inputs: {report.input_source}; pass if |Δ| ≤ {tol.atol:g} + {tol.rtol:g}·|ref|, "
+            f"inputs: {report.input_source}; pass if {rule}, "
             f"cosine ≥ {tol.min_cosine}, rel L2 ≤ {tol.max_rel_l2:g}, top-1 ≥ {tol.min_top1}"
         ),
     )

@@ -247,6 +247,7 @@ def register_onnx_schemas() -> None:
     plugin-form models and check their attributes, ranks and types against the specs.
     """
     import onnx.defs
+    import onnx.reference  # noqa: F401  (it registers its own op names once; after ours that would clash)
 
     for spec in ops().values():
         key = (spec.domain, spec.name, spec.version)
