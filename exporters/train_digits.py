@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-
 # Transformers learn slowly from 1,347 small images; the conv nets converge in 10 epochs.
 EPOCHS = {"vit_tiny": 30}
 DEFAULT_EPOCHS = 10
