@@ -2,7 +2,8 @@
 
 Sources (``CalibrationConfig.source``):
   * ``digits``    scikit-learn's handwritten digits (1,797 real 8×8 images shipped inside the package),
-                  upsampled to the model's H×W and replicated to its channels;
+                  upsampled to the model's H×W and replicated to its channels, split and normalised as the
+                  zoo is trained (calibration: training split; checks: test split; labels kept);
   * ``photos``    seeded random-resized crops of scikit-learn's two sample photographs (real, natural images);
   * ``synthetic`` seeded standard-normal tensors: allowed, and flagged as synthetic in every report;
   * a folder of images (searched recursively; resize → centre crop → [0, 1] → mean/std → layout);
@@ -26,6 +27,7 @@ import numpy as np
 from calibration.config import IMAGENET_MEAN, IMAGENET_STD, CalibrationConfig
 from calibration.graph import InputInfo
 from deploy.errors import UserError
+from exporters.digits import MEAN, STD, load_digits_split
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -199,26 +201,14 @@ def _normalise(pixels: np.ndarray, spec: ImageInput, cfg: CalibrationConfig) -> 
     return np.ascontiguousarray(out, dtype=spec.dtype)
 
 
-# The digits split and normalisation attnx trains its zoo classifiers with (exporters/digits.py): calibration
-# draws from the training split, checks use the test split, and inputs are normalised as in training.
-DIGITS_SPLIT_SEED = 0
-DIGITS_TEST_FRACTION = 0.25
-DIGITS_MEAN, DIGITS_STD = 0.3051, 0.3821  # of the digit pixels scaled to [0, 1]
+# The digits split and normalisation attnx trains its zoo classifiers with: calibration draws from the
+# training split, checks use the test split, and inputs are normalised as in training.
+DIGITS_MEAN, DIGITS_STD = MEAN, STD
 
 
 def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits ``split`` ("train" | "test", stratified 75/25): images (N, 8, 8) in [0, 1], labels."""
-    try:
-        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-        from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
-    except ImportError:
-        raise UserError("source digits needs scikit-learn: pip install scikit-learn") from None
-    data = load_digits()
-    images = (data.images / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, data.target, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=data.target
-    )
-    return (x_train, y_train.astype(np.int64)) if split == "train" else (x_test, y_test.astype(np.int64))
+    return load_digits_split(split)
 
 
 def upsample_bilinear(images: np.ndarray, height: int, width: int) -> np.ndarray:
