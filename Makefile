@@ -43,7 +43,7 @@ clean:
 
 ## Time the zoo: PyTorch eager vs ORT bundles side by side (1 thread, batch 1 and 8); JSON, Markdown and PNG in bench/.
 BENCH_MODELS ?= all
-BENCH_PRECISIONS ?= fp32
+BENCH_PRECISIONS ?= fp32,int8
 bench: install
 	$(PY) -m deploy.bench --models $(BENCH_MODELS) --batches 1,8 --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
 
