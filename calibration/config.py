@@ -5,7 +5,8 @@ Every key is optional. Unknown keys and bad values raise a one-line :class:`User
 =================  ==========================================================================================
 key                meaning (default)
 =================  ==========================================================================================
-source             ``"digits"`` (scikit-learn's 8×8 digits, upsampled and replicated to the model's C×H×W),
+source             ``"digits"`` (scikit-learn's 8×8 digits, upsampled and replicated to the model's C×H×W;
+                   calibration from the training split, checks from the test split, as exporters/digits.py),
                    ``"photos"`` (seeded crops of scikit-learn's two sample photographs), ``"synthetic"``
                    (seeded standard-normal tensors, flagged as synthetic in every report), a folder of images,
                    or a ``.npy`` / ``.npz`` file. (``"digits"``)
@@ -18,8 +19,8 @@ input_shape        ``"3x224x224"`` / ``[3, 224, 224]`` (a leading batch is ignor
                    H/W are dynamic; must match its static dimensions otherwise
 resize             image sources: shorter side after resizing (crop / 0.875)
 crop               image sources: centre-crop size, int or [h, w] (the model's H×W)
-mean, std          per-channel normalisation after scaling pixels to [0, 1] (ImageNet's for 3 channels,
-                   their channel average otherwise)
+mean, std          per-channel normalisation after scaling pixels to [0, 1] (digits: their own 0.3051 / 0.3821,
+                   as the zoo is trained; other images: ImageNet's for 3 channels, its channel average otherwise)
 layout             ``nchw`` | ``nhwc`` | ``auto`` (auto: NHWC only if the input's last axis is 1/3/4 channels
                    and its second is not)
 seed               seed for synthetic data, photo crops and sample order (0)

@@ -223,7 +223,7 @@ def apply_precision(
     if held is not None and held.count:
         check_inputs = work / "check_inputs.npz"
         with open(check_inputs, "wb") as f:
-            np.savez(f, **held.arrays)
+            np.savez(f, **held.arrays)  # type: ignore[arg-type]  # numpy's stub: a key could be allow_pickle
     return PrecisionResult(baked, plan_out, table_path, info, notes, check_inputs)
 
 
