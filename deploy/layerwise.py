@@ -149,17 +149,9 @@ class LayerwiseReport:
 
 
 def load_model(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    import onnx
+    from exporters.export import load_onnx
 
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise UserError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+    return load_onnx(model)
 
 
 def expose_intermediates(model: onnx.ModelProto, names: Iterable[str] | None = None) -> onnx.ModelProto:

@@ -97,17 +97,9 @@ def count_flops(
 
 
 def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    import onnx
+    from exporters.export import load_onnx
 
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise UserError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+    return load_onnx(model)
 
 
 def graph_inputs(proto: onnx.ModelProto) -> list[Any]:

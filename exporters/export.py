@@ -387,6 +387,21 @@ def _register_custom_schemas(proto: onnx.ModelProto) -> None:
         register_onnx_schemas()
 
 
+def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
+    """A model as given, or loaded from a path; a missing or unreadable file is a one-line user error."""
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise UserError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # DecodeError and friends
+        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     import onnx
 
