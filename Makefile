@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 ## The main job on the embedded default (CPU, ONNX Runtime): a zoo model through the whole pipeline.
 demo: install
-	$(VENV)/bin/attnx run cbam_resnet -o demo_out
+	$(VENV)/bin/attnx run cbam_resnet -o demo_out --weights weights/digits/cbam_resnet.safetensors
 
 ## The test suite (slow tests included; GPU tests skip with their reason).
 test: install

@@ -371,8 +371,17 @@ def run(
     plugins: str = PLUGINS,
     batch: str = typer.Option("1,3", "--batch", help="batch sizes for the parity check"),
     seed: int = typer.Option(0, "--seed", help="seed of the random parity inputs"),
+    precisions: str = typer.Option(
+        "fp32,int8", "--precisions", help="bundles to build, e.g. fp32,fp16,int8 ('' to stop after parity)"
+    ),
+    calib: list[str] = typer.Option(None, "--calib", help="calibration option KEY=VALUE for int8 (repeatable)"),
+    iterations: int = typer.Option(50, "--iterations", help="timed iterations per backend in the benchmark"),
 ) -> None:
-    """The pipeline so far: export → check → op report → ONNX Runtime parity, all into one folder."""
+    """The whole pipeline: export → op report → parity → bundles per precision → accuracy → benchmark.
+
+    Every artefact lands in one folder: model.onnx, its op report, parity.json, bundles/<precision>/,
+    accuracy.json (classifiers with --weights: top-1 on real digits images) and bench.json / bench.md.
+    """
     from deploy.parity import policy
     from deploy.pipeline import export_model, prepare_model, report_path, run_parity, write_json
     from deploy.tables import op_table, parity_table
@@ -383,6 +392,15 @@ def run(
     batches = _batches(batch)
     output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / "model.onnx"
+    wanted = [p for p in precisions.split(",") if p]
+    for p in wanted:
+        if p not in ("fp32", "fp16", "int8"):
+            raise UserError(f"unknown precision '{p}' in --precisions: choose from fp32, fp16, int8")
+    calibration = {}
+    if calib:
+        from calibration.config import parse_cli_options
+
+        calibration = parse_cli_options(calib)
     with console.status(f"[1/3] building {model}..."):
         prepared = prepare_model(model, config=config, weights=weights)
         options = _export_options(prepared, input_shape, 1, True, dynamic_hw, opset, exporter, True)
@@ -400,6 +418,53 @@ def run(
         err_console.print(f"[bold red]parity FAILED[/] for {model}")
         raise typer.Exit(1)
     console.print(f"[green]{model}: exported and ONNX Runtime matches PyTorch[/] (fp32 policy)")
+    if wanted:
+        _run_bundles(model, prepared, onnx_path, output_dir, wanted, calibration, weights, iterations, seed)
+
+
+def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration, weights, iterations, seed):  # type: ignore[no-untyped-def]
+    """The pipeline's second half: a bundle per precision, accuracy on real images, a side-by-side benchmark."""
+    from rich.table import Table
+
+    from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench, write_json, write_text
+    from deploy.build import BuildOptions, build_bundle
+
+    bundles, failed = [], []
+    summary = Table(title=f"{model}: bundles (ONNX Runtime, CPU)")
+    for col in ("precision", "parity", "inputs", "min cosine", "top-1 on digits"):
+        summary.add_column(col)
+    accuracy_rows = []
+    for precision in precisions:
+        with console.status(f"[4/5] building the {precision} bundle..."):
+            options = BuildOptions(backend="ort", precision=precision, calibration=calibration, seed=seed)
+            result = build_bundle(str(onnx_path), output_dir / "bundles" / precision, options, model_spec=model,
+                                  config=prepared.config, weights=weights)  # fmt: skip
+        bundles.append(result.bundle)
+        outs = [o for c in result.parity.cases for o in c.outputs]
+        top1 = "–"
+        if weights is not None and prepared.entry is not None and prepared.entry.task == "classification":
+            from deploy.accuracy import evaluate_bundle
+
+            acc = evaluate_bundle(result.bundle)
+            accuracy_rows.append({"precision": precision, "top1": acc.top1, "correct": acc.correct,
+                                  "samples": acc.samples})  # fmt: skip
+            top1 = f"{acc.top1:.2f}% ({acc.correct}/{acc.samples})"
+        if not result.parity.passed:
+            failed.append(precision)
+        summary.add_row(precision, "[green]pass[/]" if result.parity.passed else "[bold red]FAIL[/]",
+                        result.parity.input_source[:60], f"{min(o.cosine for o in outs):.6f}", top1)  # fmt: skip
+    console.print(summary)
+    if accuracy_rows:
+        write_json(output_dir / "accuracy.json", {"dataset": "digits test split", "results": accuracy_rows})
+    with console.status("[5/5] benchmark: PyTorch eager vs the bundles, interleaved..."):
+        bench = run_bench(bundles, model, BenchOptions(batches=(1,), iterations=iterations, threads=1),
+                          config=prepared.config, weights=weights)  # fmt: skip
+    console.print(bench_table(bench))
+    write_json(output_dir / "bench.json", bench.to_dict())
+    write_text(output_dir / "bench.md", markdown_summary([bench]))
+    if failed:
+        err_console.print(f"[bold red]bundles outside their parity policy:[/] {', '.join(failed)}")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -33,12 +33,13 @@ class Tolerance:
 
 
 # fp32 is what export must preserve; fp16 / int8 are the targets the precision work is held to.
-# INT8 judges the *mean* error (Polygraphy's --check-error-stat): quantization spreads a small error over
-# every logit, and an elementwise bound on the largest one fails engines whose cosine is 0.999.
+# INT8 is carried by the scale-free criteria (cosine, relative L2, top-1): quantization spreads a small error
+# over every logit, so an absolute bound on the largest one would fail engines whose cosine is 0.999 whenever
+# the logits are large. Its error bound is on the *mean* (Polygraphy's --check-error-stat), as a sanity net.
 POLICIES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, max_rel_l2=1e-4, min_top1=1.0),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999, max_rel_l2=3e-2, min_top1=0.99),
-    "int8": Tolerance(atol=2.5e-1, rtol=1e-1, min_cosine=0.99, max_rel_l2=1.5e-1, min_top1=0.95, error_stat="mean"),
+    "int8": Tolerance(atol=1.0, rtol=0.25, min_cosine=0.99, max_rel_l2=0.2, min_top1=0.95, error_stat="mean"),
 }
 
 

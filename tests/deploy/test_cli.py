@@ -91,10 +91,25 @@ def test_parity_with_user_inputs(exported, tmp_path):
     assert [c["input_shapes"]["input"] for c in cases] == [[5, 3, 16, 16]]
 
 
-def test_run_pipeline_writes_every_artefact(tmp_path):
-    result = invoke("run", "eca_resnet", "-o", tmp_path / "out", "--batch", "1")
+def test_run_stops_after_parity_when_asked(tmp_path):
+    result = invoke("run", "eca_resnet", "-o", tmp_path / "out", "--batch", "1", "--precisions", "")
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.onnx", "model.report.json", "parity.json"}
+
+
+def test_run_whole_pipeline_with_trained_weights(tmp_path):
+    from pathlib import Path
+
+    weights = Path(__file__).resolve().parents[2] / "weights" / "digits" / "stn_classifier.safetensors"
+    result = invoke("run", "stn_classifier", "-o", tmp_path / "out", "--weights", weights, "--precisions",
+                    "fp32,int8", "--iterations", "5", "--calib", "count=16",
+                    "--calib", f"cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert {"model.onnx", "parity.json", "bundles", "accuracy.json", "bench.json", "bench.md"} <= {
+        p.name for p in out.iterdir()}  # fmt: skip
+    acc = {r["precision"]: r["top1"] for r in json.loads((out / "accuracy.json").read_text())["results"]}
+    assert acc["fp32"] > 90 and abs(acc["int8"] - acc["fp32"]) <= 2  # trained: real accuracy, int8 close
 
 
 # --- bad input: exit 2, one line -------------------------------------------------------------------
@@ -281,7 +296,7 @@ def test_int8_build_is_judged_on_held_out_calibration_data(tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["files"]["calibration"] == "calibration.json" and manifest["files"]["reference"] == "reference.onnx"
     assert manifest["calibration"]["synthetic"] is True
-    assert manifest["parity"]["input_source"].startswith("held-out calibration data")
+    assert manifest["parity"]["input_source"].startswith("held-out samples of the calibration source")
     assert "check_inputs" not in manifest["build"]
     assert_user_error(invoke("build", TINY, "-o", tmp_path / "c", "--precision", "int8", "--calib", "sorce=x"),
                       "sorce")  # fmt: skip
