@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a parity failure, 2 bad input (one line on stderr namin
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -35,7 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)  # piped tables keep their columns
 
 TARGET_HELP = "deployment target for the op report: ort, trt8.6, trt10, trt11"
 
