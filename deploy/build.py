@@ -59,6 +59,13 @@ def resolve_backend(requested: str) -> tuple[str, str]:
 
     if requested == "ort":
         return requested, "--backend ort"
+    if requested == "openvino":
+        from deploy.runtime.openvino import openvino_available
+
+        available, why = openvino_available()
+        if not available:
+            raise UserError(f"--backend openvino: {why}; use --backend ort")
+        return "openvino", f"--backend openvino: {why}"
     ok, why = gpu_status()
     if requested == "trt":
         if not ok:
@@ -166,8 +173,10 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     else:
         from calibration.precision import apply_precision
 
+        # OpenVINO runs the ORT-style Q/DQ graph (u8 activations / s8 weights) like ORT does.
+        style = "trt" if backend == "trt" else "ort"
         result = apply_precision(
-            fp32_path, options.precision, style=backend, calibration=options.calibration, work_dir=work,
+            fp32_path, options.precision, style=style, calibration=options.calibration, work_dir=work,
         )  # fmt: skip
         baked = result.model
         precision_plan, calibration_info = result.plan, result.calibration_info
@@ -191,6 +200,14 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     if backend == "ort":
         files["engine"] = _build_ort_engine(writer.path("model.onnx"), writer.path("engine.onnx"), plugins, notes)
         build_info["providers"] = ["CPUExecutionProvider"]
+    elif backend == "openvino":
+        if plugins:
+            raise UserError(f"--backend openvino cannot run attnx custom ops ({', '.join(plugins)}): "
+                            "build with --plugins none")  # fmt: skip
+        # OpenVINO compiles the ONNX itself at load time: the engine file is the baked graph.
+        shutil.copyfile(writer.path("model.onnx"), writer.path("engine.onnx"))
+        files["engine"] = "engine.onnx"
+        build_info["inference_precision"] = "f32"
     else:
         from deploy.trt_build import build_trt_engine
 

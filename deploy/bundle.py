@@ -29,7 +29,7 @@ from exporters.weights import file_sha256 as sha256_file
 MANIFEST_NAME = "manifest.json"
 FORMAT = "attnx-bundle"
 FORMAT_VERSION = 1
-BACKENDS = ("ort", "trt")
+BACKENDS = ("ort", "trt", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -95,7 +95,7 @@ def library_versions() -> dict[str, str | None]:
     from importlib import metadata
 
     versions: dict[str, str | None] = {}
-    for dist in ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "onnxruntime-extensions"):
+    for dist in ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "onnxruntime-extensions", "openvino"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -472,7 +472,9 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
 def build(
     model_or_onnx: str = typer.Argument(..., help="a model spec or an .onnx file (fp32)"),
     output: Path = typer.Option(..., "-o", "--output", help="the bundle folder to write"),
-    backend: str = typer.Option("auto", "--backend", help="auto (TensorRT if a GPU is usable, else ORT), ort, trt"),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (TensorRT if a GPU is usable, else ORT), ort, trt, openvino"
+    ),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, int8"),
     model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
     config: str = MODEL_CONFIG,

@@ -24,6 +24,7 @@ class Runtime(Protocol):
 
 
 _RUNTIMES = {"ort": "deploy.runtime.ort:OrtRuntime", "trt": "deploy.runtime.trt:TrtRuntime"}
+_RUNTIMES["openvino"] = "deploy.runtime.openvino:OpenVinoRuntime"
 
 
 def open_runtime(bundle: Path, manifest: Manifest, pool_size: int, threads: int | None) -> Runtime:

@@ -300,3 +300,16 @@ def test_int8_build_is_judged_on_held_out_calibration_data(tmp_path):
     assert "check_inputs" not in manifest["build"]
     assert_user_error(invoke("build", TINY, "-o", tmp_path / "c", "--precision", "int8", "--calib", "sorce=x"),
                       "sorce")  # fmt: skip
+
+
+def test_openvino_bundle_builds_and_runs(tmp_path):
+    pytest.importorskip("openvino")
+    bundle = tmp_path / "ov"
+    result = invoke("build", TINY, "-o", bundle, "--backend", "openvino", "--input-shape", "1x3x16x16")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["backend"] == "openvino" and manifest["parity"]["passed"]
+    assert manifest["libraries"]["openvino"]
+    assert invoke("parity", bundle).exit_code == 0
+    assert_user_error(invoke("build", "ea_seg", "-o", tmp_path / "ea", "--backend", "openvino", "--plugins", "trt"),
+                      "cannot run attnx custom ops")  # fmt: skip
