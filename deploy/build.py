@@ -7,6 +7,7 @@ The steps are plain functions so that Python users can chain them too:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class BuildOptions:
             raise UserError(f"unknown precision '{self.precision}': choose {', '.join(PRECISIONS)} or best")
         if self.max_batch < 1:
             raise UserError(f"--max-batch must be ≥ 1, got {self.max_batch}")
+        if self.precision == "bf16" and self.backend not in ("openvino", "auto"):
+            raise UserError("bf16 runs through OpenVINO's inference precision: use --backend openvino (or auto)")
 
 
 @dataclass
@@ -78,9 +81,15 @@ def build_bundle(source: str, out_dir: Path, options: BuildOptions, model_spec: 
                  config: str | None = None, weights: Path | None = None) -> BuildResult:  # fmt: skip
     """Build one bundle. ``source`` is a model spec or an .onnx file (its reference rebuilt from metadata)."""
     options.validate()
+    if options.precision == "best" or options.backend == "auto":
+        candidates, why = cpu_candidates(options)
+        if len(candidates) > 1:
+            return build_best(source, out_dir, options, candidates, why, model_spec, config, weights)
+        if options.backend == "auto" and candidates and candidates[0][0] == "ort":
+            options = dataclasses.replace(options, backend="ort", precision=candidates[0][1])
     backend, backend_reason = resolve_backend(options.backend)
-    if options.precision == "best":
-        raise UserError("--precision best is chosen per backend by `attnx build`; call build_best()")
+    if options.precision == "bf16":
+        backend, backend_reason = "openvino", "bf16 runs through OpenVINO"
     with tempfile.TemporaryDirectory(prefix="attnx-build-") as tmpdir:
         work = Path(tmpdir)
         prepared, fp32_path = _fp32_onnx(source, work, options, model_spec, config, weights, backend)
@@ -91,6 +100,90 @@ def build_bundle(source: str, out_dir: Path, options: BuildOptions, model_spec: 
             manifest.parity = parity.to_dict()
             bundle = writer.commit(manifest)
     return BuildResult(bundle, manifest, parity)
+
+
+def cpu_candidates(options: BuildOptions) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (backend, precision) pairs `auto` / `best` choose among, and why others were left out.
+
+    With a usable GPU, `auto` means TensorRT (one candidate per precision). On a CPU: ONNX Runtime, and
+    OpenVINO when installed (bf16 only where the CPU has it).
+    """
+    from deploy.device import gpu_status
+
+    notes: list[str] = []
+    wanted = ["fp32", "fp16", "int8"] if options.precision == "best" else [options.precision]
+    if options.backend == "trt" or (options.backend == "auto" and gpu_status()[0]):
+        return [("trt", p) for p in wanted if p != "bf16"], notes
+    backends = [options.backend] if options.backend in ("ort", "openvino") else ["ort", "openvino"]
+    if "openvino" in backends:
+        from deploy.runtime.openvino import bf16_supported, openvino_available
+
+        available, why = openvino_available()
+        if not available:
+            backends.remove("openvino")
+            notes.append(f"no OpenVINO candidate: {why}")
+        elif options.precision == "best":
+            ok, why = bf16_supported()
+            if ok:
+                wanted.append("bf16")
+            else:
+                notes.append(f"no bf16 candidate: {why}")
+    pairs = [(b, p) for b in backends for p in wanted if not (p == "bf16" and b != "openvino")]
+    pairs = [(b, p) for b, p in pairs if not (b == "openvino" and p == "fp16")]  # OpenVINO's CPU has no fp16 path
+    return pairs, notes
+
+
+def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: list[tuple[str, str]],
+               notes: list[str], model_spec: str | None = None, config: str | None = None,
+               weights: Path | None = None) -> BuildResult:  # fmt: skip
+    """Build every candidate, time them side by side in one run, keep the fastest that passes its policy.
+
+    The measurements and the choice are recorded in the kept bundle's manifest (``build.selection``).
+    """
+    import json
+
+    from deploy.bench import BenchOptions, run_bench
+    from deploy.bundle import MANIFEST_NAME
+    from deploy.files import write_json
+
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{Path(out_dir).name}.best-", dir=Path(out_dir).parent) as tmpdir:
+        built: dict[tuple[str, str], BuildResult] = {}
+        for backend, precision in candidates:
+            opts = dataclasses.replace(options, backend=backend, precision=precision)
+            built[(backend, precision)] = build_bundle(source, Path(tmpdir) / f"{backend}-{precision}", opts,
+                                                       model_spec, config, weights)  # fmt: skip
+        passing = [k for k, r in built.items() if r.parity.passed]
+        if not passing:
+            raise UserError(f"no candidate passes its parity policy ({', '.join('/'.join(k) for k in built)}): "
+                            "see `attnx build --backend B --precision P` for each")  # fmt: skip
+        bench = run_bench([built[k].bundle for k in passing], None,
+                          BenchOptions(batches=(1,), iterations=60, threads=options.threads or 1),
+                          torch_reference=False)  # fmt: skip
+        timing = {(c.backend, c.precision): c.stats for c in bench.configs}
+        chosen = min(passing, key=lambda k: timing[k].p50_ms)
+        rows = [{"backend": b, "precision": p, "parity_passed": built[(b, p)].parity.passed,
+                 "p50_ms": timing[(b, p)].p50_ms if (b, p) in timing else None,
+                 "mean_ms": timing[(b, p)].mean_ms if (b, p) in timing else None} for b, p in built]  # fmt: skip
+        result = built[chosen]
+        manifest_path = result.bundle / MANIFEST_NAME
+        data = json.loads(manifest_path.read_text())
+        data["build"]["selection"] = {
+            "criterion": "lowest p50 latency, batch 1, interleaved in one run; candidates failing parity excluded",
+            "threads": options.threads or 1, "candidates": rows,
+            "chosen": {"backend": chosen[0], "precision": chosen[1]}, "notes": notes,
+        }  # fmt: skip
+        data["notes"].append(f"chosen by measurement: {chosen[0]} {chosen[1]} (see build.selection)")
+        write_json(manifest_path, data)
+        writer = BundleWriter(out_dir)
+        writer.abort()  # only the destination check is wanted: the chosen bundle is moved in whole
+        if Path(out_dir).exists():
+            shutil.rmtree(out_dir)
+        shutil.move(str(result.bundle), str(out_dir))
+    from deploy.bundle import load_manifest
+
+    manifest = load_manifest(Path(out_dir))
+    return BuildResult(Path(out_dir), manifest, result.parity)
 
 
 def _fp32_onnx(source: str, work: Path, options: BuildOptions, model_spec: str | None, config: str | None,
@@ -168,7 +261,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     precision_plan = calibration_info = None
     check_inputs = None
     notes: list[str] = []
-    if options.precision == "fp32":
+    if options.precision in ("fp32", "bf16"):  # bf16 is a runtime setting of the fp32 graph
         baked = fp32
     else:
         from calibration.precision import apply_precision
@@ -186,7 +279,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
             shutil.copyfile(result.calibration_table, writer.path("calibration.json"))
             files["calibration"] = "calibration.json"
     onnx.save(baked, str(writer.path("model.onnx")))
-    if options.precision == "fp32":
+    if options.precision in ("fp32", "bf16"):
         files["reference"] = "model.onnx"
     else:  # keep the fp32 graph: parity and layer-wise search of the bundle need no PyTorch then
         shutil.copyfile(fp32_path, writer.path("reference.onnx"))
@@ -207,7 +300,13 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         # OpenVINO compiles the ONNX itself at load time: the engine file is the baked graph.
         shutil.copyfile(writer.path("model.onnx"), writer.path("engine.onnx"))
         files["engine"] = "engine.onnx"
-        build_info["inference_precision"] = "f32"
+        build_info["inference_precision"] = "bf16" if options.precision == "bf16" else "f32"
+        if options.precision == "bf16":
+            from deploy.runtime.openvino import bf16_supported
+
+            ok, why = bf16_supported()
+            if not ok:
+                raise UserError(f"no bf16 on this machine: {why}; build fp32 or int8")
     else:
         from deploy.trt_build import build_trt_engine
 

@@ -30,7 +30,7 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "attnx-bundle"
 FORMAT_VERSION = 1
 BACKENDS = ("ort", "trt", "openvino")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # bf16: OpenVINO's inference precision on CPUs that have it
 
 
 @dataclass

@@ -475,7 +475,9 @@ def build(
     backend: str = typer.Option(
         "auto", "--backend", help="auto (TensorRT if a GPU is usable, else ORT), ort, trt, openvino"
     ),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, int8"),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, fp16, bf16 (OpenVINO), int8, or best (the fastest that passes parity)"
+    ),
     model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
     config: str = MODEL_CONFIG,
     weights: Path = WEIGHTS,
@@ -531,6 +533,21 @@ def build(
 
         console.print(format_plan(result.manifest.precision_plan), highlight=False)
     console.print(parity_table(result.parity))
+    selection = result.manifest.build.get("selection")
+    if selection:
+        from rich.table import Table
+
+        table = Table(title="candidates, timed side by side (batch 1)", caption=selection["criterion"])
+        for col in ("backend", "precision", "parity", "p50 ms", "mean ms", ""):
+            table.add_column(col)
+        for c in selection["candidates"]:
+            chosen = (c["backend"], c["precision"]) == tuple(selection["chosen"].values())
+            table.add_row(c["backend"], c["precision"], "pass" if c["parity_passed"] else "FAIL",
+                          f"{c['p50_ms']:.3f}" if c["p50_ms"] else "–", f"{c['mean_ms']:.3f}" if c["mean_ms"] else "–",
+                          "[green]chosen[/]" if chosen else "")  # fmt: skip
+        console.print(table)
+        for note in selection["notes"]:
+            console.print(f"[yellow]note:[/] {note}")
     console.print(f"wrote bundle {result.bundle} ({result.manifest.backend}, {result.manifest.precision})")
     if not result.parity.passed:
         err_console.print(f"[bold red]the built engine fails the {precision} parity policy[/] (bundle kept for study)")

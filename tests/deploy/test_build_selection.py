@@ -1,0 +1,54 @@
+"""`--backend auto` / `--precision best`: candidates built, timed side by side, the fastest passing one kept."""
+
+import json
+
+import pytest
+
+from deploy.build import BuildOptions, build_bundle, cpu_candidates
+from deploy.errors import UserError
+
+TINY = "tests.fixtures:tiny_net"
+SHAPE = (1, 3, 16, 16)
+
+
+def test_best_precision_keeps_the_fastest_passing_candidate(tmp_path):
+    result = build_bundle(TINY, tmp_path / "best", BuildOptions(backend="ort", precision="best", input_shape=SHAPE,
+                          calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")}))
+    selection = json.loads((tmp_path / "best" / "manifest.json").read_text())["build"]["selection"]
+    rows = {(c["backend"], c["precision"]): c for c in selection["candidates"]}
+    assert set(rows) == {("ort", "fp32"), ("ort", "fp16"), ("ort", "int8")}
+    passing = [c for c in rows.values() if c["parity_passed"]]
+    fastest = min(passing, key=lambda c: c["p50_ms"])
+    assert selection["chosen"] == {"backend": fastest["backend"], "precision": fastest["precision"]}
+    assert (result.manifest.backend, result.manifest.precision) == (fastest["backend"], fastest["precision"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "c"], "no candidate folders left behind"
+
+
+def test_auto_on_a_cpu_compares_onnxruntime_and_openvino(tmp_path):
+    pytest.importorskip("openvino")
+    result = build_bundle(TINY, tmp_path / "auto", BuildOptions(backend="auto", input_shape=SHAPE))
+    selection = result.manifest.build["selection"]
+    assert {(c["backend"], c["precision"]) for c in selection["candidates"]} == {("ort", "fp32"), ("openvino", "fp32")}
+    assert result.manifest.backend == selection["chosen"]["backend"]
+
+
+def test_openvino_missing_degrades_to_onnxruntime_with_a_notice(monkeypatch):
+    import deploy.runtime.openvino as ov
+
+    monkeypatch.setattr(ov, "openvino_available", lambda: (False, "openvino is not installed: pip install openvino"))
+    pairs, notes = cpu_candidates(BuildOptions(backend="auto", precision="best"))
+    assert {b for b, _ in pairs} == {"ort"} and "no OpenVINO candidate" in notes[0]
+
+
+def test_no_bf16_candidate_without_bf16(monkeypatch):
+    pytest.importorskip("openvino")
+    import deploy.runtime.openvino as ov
+
+    monkeypatch.setattr(ov, "bf16_supported", lambda: (False, "this CPU lists no BF16 capability"))
+    pairs, notes = cpu_candidates(BuildOptions(backend="auto", precision="best"))
+    assert ("openvino", "bf16") not in pairs and any("no bf16 candidate" in n for n in notes)
+
+
+def test_bf16_needs_openvino(tmp_path):
+    with pytest.raises(UserError, match="bf16 runs through OpenVINO"):
+        build_bundle(TINY, tmp_path / "x", BuildOptions(backend="ort", precision="bf16", input_shape=SHAPE))
