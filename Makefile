@@ -41,11 +41,12 @@ typecheck: install
 clean:
 	rm -rf demo_out .pytest_cache
 
-## Time the zoo: PyTorch eager vs ORT bundles side by side (1 thread, batch 1 and 8); JSON, Markdown and PNG in bench/.
+## Time the zoo: PyTorch eager vs ORT and OpenVINO bundles side by side (1 thread, batch 1 and 8); JSON, Markdown, PNG in bench/.
 BENCH_MODELS ?= all
-BENCH_PRECISIONS ?= fp32,int8
+BENCH_PRECISIONS ?= fp32,int8,bf16
+BENCH_BACKENDS ?= ort,openvino
 bench: install
-	$(PY) -m deploy.bench --models $(BENCH_MODELS) --batches 1,8 --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
+	$(PY) -m deploy.bench --models $(BENCH_MODELS) --batches 1,8 --backend $(BENCH_BACKENDS) --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
 
 ## Train the zoo's classifiers on scikit-learn's digits (weights/digits/, a few minutes per model on one core).
 train-digits: install

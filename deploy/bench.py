@@ -841,12 +841,15 @@ def bench_zoo(
     with tempfile.TemporaryDirectory(prefix="attnx-bench-zoo-") as tmp:
         for model in models:
             bundles = []
-            for precision in precisions:
+            # backend may list several ("ort,openvino"): each runs the precisions it has (bf16: OpenVINO only)
+            pairs = [(b, p) for b in backend.split(",") for p in precisions
+                     if not (p == "bf16" and b != "openvino") and not (b == "openvino" and p == "fp16")]  # fmt: skip
+            for one_backend, precision in pairs:
                 if progress:
-                    progress(f"building {model} ({backend} {precision})")
-                dest = Path(tmp) / f"{model}-{backend}-{precision}"
+                    progress(f"building {model} ({one_backend} {precision})")
+                dest = Path(tmp) / f"{model}-{one_backend}-{precision}"
                 build_opts = BuildOptions(
-                    backend=backend, precision=precision, max_batch=max(options.batches), threads=options.threads
+                    backend=one_backend, precision=precision, max_batch=max(options.batches), threads=options.threads
                 )
                 build_bundle(model, dest, build_opts)
                 bundles.append(dest)
