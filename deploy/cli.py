@@ -391,7 +391,6 @@ def run(
     if target not in TARGETS:
         raise UserError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
     batches = _batches(batch)
-    output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / "model.onnx"
     wanted = [p for p in precisions.split(",") if p]
     for p in wanted:
