@@ -119,8 +119,11 @@ def device_info(device: int = 0) -> dict[str, Any]:
     }
 
 
-class DeviceBuffer:
-    """``nbytes`` of device memory (cudaMalloc); grows with :meth:`ensure`."""
+class _GrowableBuffer:
+    """``nbytes`` of CUDA-allocated memory that grows with :meth:`ensure`; subclasses name the allocator."""
+
+    _malloc = ""  # cudart function names: cudaMalloc / cudaMallocHost
+    _release = ""  # cudaFree / cudaFreeHost
 
     def __init__(self, nbytes: int):
         self.nbytes = 0
@@ -133,32 +136,26 @@ class DeviceBuffer:
         if nbytes <= self.nbytes and self.ptr:
             return False
         self.free()
-        self.ptr = int(check(cudart().cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
+        self.ptr = int(check(getattr(cudart(), self._malloc)(nbytes), f"{self._malloc}({nbytes})"))
         self.nbytes = nbytes
         return True
 
     def free(self) -> None:
         if self.ptr:
             ptr, self.ptr, self.nbytes = self.ptr, 0, 0
-            check(cudart().cudaFree(ptr), "cudaFree")
+            check(getattr(cudart(), self._release)(ptr), self._release)
 
 
-class PinnedBuffer:
+class DeviceBuffer(_GrowableBuffer):
+    """Device memory (cudaMalloc)."""
+
+    _malloc, _release = "cudaMalloc", "cudaFree"
+
+
+class PinnedBuffer(_GrowableBuffer):
     """Page-locked host memory (cudaMallocHost): asynchronous copies to and from the GPU."""
 
-    def __init__(self, nbytes: int):
-        self.nbytes = 0
-        self.ptr = 0
-        self.ensure(nbytes)
-
-    def ensure(self, nbytes: int) -> bool:
-        nbytes = max(int(nbytes), 1)
-        if nbytes <= self.nbytes and self.ptr:
-            return False
-        self.free()
-        self.ptr = int(check(cudart().cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
-        self.nbytes = nbytes
-        return True
+    _malloc, _release = "cudaMallocHost", "cudaFreeHost"
 
     def view(self, dtype: np.dtype[Any] | type, shape: tuple[int, ...]) -> np.ndarray:
         """A NumPy array over the first bytes of the buffer (valid until ``ensure`` grows it or ``free``)."""
@@ -168,11 +165,6 @@ class PinnedBuffer:
             raise ValueError(f"pinned buffer of {self.nbytes} bytes cannot hold {shape} {dt}")
         raw = (ctypes.c_uint8 * (count * dt.itemsize)).from_address(self.ptr)
         return np.ctypeslib.as_array(raw).view(dt).reshape(shape)
-
-    def free(self) -> None:
-        if self.ptr:
-            ptr, self.ptr, self.nbytes = self.ptr, 0, 0
-            check(cudart().cudaFreeHost(ptr), "cudaFreeHost")
 
 
 class Stream:
