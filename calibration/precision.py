@@ -65,7 +65,7 @@ class PrecisionResult:
 
     def save(self, onnx_path: Path) -> dict[str, Path]:
         """Write the model, ``<stem>.plan.json`` and (INT8) ``<stem>.calibration.json`` beside it, atomically."""
-        from calibration.graph import write_bytes_atomic
+        from deploy.files import write_bytes
 
         onnx_path = Path(onnx_path)
         written = {"onnx": onnx_path, "plan": onnx_path.with_name(onnx_path.stem + ".plan.json")}
@@ -75,7 +75,7 @@ class PrecisionResult:
             payloads["calibration"] = Path(self.calibration_table).read_bytes()
         for key in ("calibration", "plan", "onnx"):  # the model last: its presence means the rest is there
             if key in payloads:
-                write_bytes_atomic(written[key], payloads[key])
+                write_bytes(written[key], payloads[key])
         return written
 
 

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.graph import GraphIndex, session, write_bytes_atomic
+from calibration.graph import GraphIndex, session
 from deploy.errors import UserError
+from deploy.files import write_bytes
 
 if TYPE_CHECKING:
     import onnx
@@ -92,7 +93,7 @@ class CalibrationTable:
         )
 
     def save(self, path: Path) -> None:
-        write_bytes_atomic(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
+        write_bytes(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> CalibrationTable:

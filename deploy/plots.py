@@ -6,8 +6,6 @@ are drawn on the Agg canvas directly, so no display or pyplot state is involved.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,20 +30,11 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
 
 def _save(fig: Any, path: Path) -> Path:
     """Save atomically: a half-written PNG never replaces a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    from deploy.files import atomic_path
+
+    with atomic_path(Path(path), suffix=".png") as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; plots are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def plot_bench(result: BenchResult, path: str | Path) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any
 
 from deploy.bundle import IOSpec
 from deploy.errors import UserError
+from deploy.files import write_bytes
 
 HARDWARE_COMPATIBILITY = {
     "none": "NONE",
@@ -235,19 +235,8 @@ def match_network_inputs(net_inputs: Mapping[str, Sequence[int]], shapes: Mappin
 
 
 def atomic_write(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to a temporary file beside ``path``, force it to disk, and rename it into place."""
+    write_bytes(path, data, fsync=True)
 
 
 def read_timing_cache(path: Path | None) -> bytes:

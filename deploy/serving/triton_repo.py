@@ -28,6 +28,7 @@ from typing import Any
 
 from deploy.bundle import IOSpec, Manifest, load_manifest
 from deploy.errors import UserError
+from deploy.files import write_text
 
 DATA_TYPES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
@@ -367,17 +368,6 @@ def _readme(repo: Path) -> str:
     return "\n".join(lines)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_repository(bundles: Sequence[str | Path], out: Path, *, max_batch: int | None = None,
                      max_delay_us: int | None = 100, instance_count: int = 1, instance_kind: str = "auto",
                      force: bool = False, check: bool = True, verify: bool = True) -> list[RepoModel]:  # fmt: skip
@@ -418,5 +408,5 @@ def write_repository(bundles: Sequence[str | Path], out: Path, *, max_batch: int
     out.mkdir(parents=True, exist_ok=True)
     for model in models:
         _write_model(out, model, force)
-    _write_text_atomic(out / "README.md", _readme(out))
+    write_text(out / "README.md", _readme(out))
     return models
