@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from calibration.graph import finish_model, topo_sort
+from calibration.graph import drop_dead_nodes, finish_model, topo_sort
 
 if TYPE_CHECKING:
     import onnx
@@ -142,7 +142,7 @@ def remove_round_trips(model: onnx.ModelProto) -> int:
         new_nodes.append(node)
     del graph.node[:]
     graph.node.extend(new_nodes)
-    _drop_dead(model)
+    drop_dead_nodes(model)  # the Casts left unused by the rewiring
     return removed
 
 
@@ -160,15 +160,3 @@ def _float32_tensors(model: onnx.ModelProto) -> set[str]:
     }
     names.update(i.name for i in g.initializer if i.data_type == FLOAT)
     return names
-
-
-def _drop_dead(model: onnx.ModelProto) -> None:
-    """Remove nodes whose outputs nothing reads (the Casts left unused by the rewiring)."""
-    graph = model.graph
-    while True:
-        used = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
-        keep = [n for n in graph.node if any(t in used for t in n.output)]
-        if len(keep) == len(graph.node):
-            return
-        del graph.node[:]
-        graph.node.extend(keep)

@@ -252,6 +252,18 @@ def topo_sort(model: onnx.ModelProto) -> None:
     model.graph.node.extend(copies)
 
 
+def drop_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nothing reads, until none is left (a rewrite can strand whole chains)."""
+    graph = model.graph
+    while True:
+        used = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
+        keep = [n for n in graph.node if any(t in used for t in n.output)]
+        if len(keep) == len(graph.node):
+            return
+        del graph.node[:]
+        graph.node.extend(keep)
+
+
 def finish_model(model: onnx.ModelProto, source: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """Clamp the IR version, carry the source's metadata over, and check the result."""
     import onnx

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.graph import finish_model, topo_sort
+from calibration.graph import drop_dead_nodes, finish_model, topo_sort
 from deploy.errors import UserError
 
 if TYPE_CHECKING:
@@ -270,14 +270,7 @@ def restore_float_inputs(
 
 
 def _drop_dead_nodes(model: onnx.ModelProto) -> None:
-    graph = model.graph
-    while True:
-        used = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
-        keep = [n for n in graph.node if any(t in used for t in n.output)]
-        if len(keep) == len(graph.node):
-            break
-        del graph.node[:]
-        graph.node.extend(keep)
+    drop_dead_nodes(model)
     _drop_unused_initializers(model)
 
 
