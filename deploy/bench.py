@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deploy.errors import UserError
-from deploy.files import write_json, write_text  # noqa: F401  (re-exported for callers)
+from deploy.files import write_json, write_text
 
 if TYPE_CHECKING:
     from rich.table import Table

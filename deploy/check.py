@@ -136,7 +136,7 @@ def load_parity_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def write_record(path: str | Path, record: dict[str, Any]) -> Path:
-    from deploy.bench import write_json
+    from deploy.files import write_json
 
     return write_json(Path(path), record)
 

@@ -118,7 +118,7 @@ def zoo(
             table.add_row(*cells)
         console.print(table)
     if json_out:
-        from deploy.pipeline import write_json
+        from deploy.files import write_json
 
         write_json(json_out, {"models": rows})
 
@@ -343,7 +343,7 @@ def _parity(prepared, onnx_path, tolerance, precision, batches, shape, inputs, s
 
 
 def _finish_parity(report, json_out: Path | None, lw=None) -> None:  # type: ignore[no-untyped-def]
-    from deploy.pipeline import write_json
+    from deploy.files import write_json
     from deploy.tables import parity_table
 
     console.print(parity_table(report))
@@ -383,8 +383,9 @@ def run(
     Every artefact lands in one folder: model.onnx, its op report, parity.json, bundles/<precision>/,
     accuracy.json (classifiers with --weights: top-1 on real digits images) and bench.json / bench.md.
     """
+    from deploy.files import write_json
     from deploy.parity import policy
-    from deploy.pipeline import export_model, prepare_model, report_path, run_parity, write_json
+    from deploy.pipeline import export_model, prepare_model, report_path, run_parity
     from deploy.tables import op_table, parity_table
     from exporters.trt_support import TARGETS
 
@@ -426,8 +427,9 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
     """The pipeline's second half: a bundle per precision, accuracy on real images, a side-by-side benchmark."""
     from rich.table import Table
 
-    from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench, write_json, write_text
+    from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench
     from deploy.build import BuildOptions, build_bundle
+    from deploy.files import write_json, write_text
 
     bundles, failed = [], []
     summary = Table(title=f"{model}: bundles (ONNX Runtime, CPU)")
@@ -573,7 +575,8 @@ def bench(
     plot: Path = typer.Option(None, "--plot", help="write a PNG: latency distributions and speed-ups"),
 ) -> None:
     """Time PyTorch eager and bundles side by side, interleaved, with percentiles and roofline context."""
-    from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench, write_json, write_text
+    from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench
+    from deploy.files import write_json, write_text
 
     if not bundles and not model:
         raise UserError("give bundle folders to time (attnx build makes them), or --model for PyTorch alone")
@@ -689,7 +692,7 @@ def accuracy(
                       f"{acc.correct}/{acc.samples}")  # fmt: skip
     console.print(table)
     if json_out:
-        from deploy.pipeline import write_json
+        from deploy.files import write_json
 
         write_json(json_out, {"dataset": dataset, "results": rows})
 

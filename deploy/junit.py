@@ -113,6 +113,6 @@ def write_junit(
     name: str = "attnx",
 ) -> Path:
     """Write ``junit_xml(...)`` to ``path`` atomically."""
-    from deploy.bench import write_text
+    from deploy.files import write_text
 
     return write_text(Path(path), junit_xml(parity, check, layerwise, name))

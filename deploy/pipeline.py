@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deploy.errors import UserError
-from deploy.files import write_json  # noqa: F401  (re-exported: the CLI writes reports through here)
 
 if TYPE_CHECKING:
     from torch import nn

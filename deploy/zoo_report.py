@@ -15,8 +15,9 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from deploy.files import write_json
     from deploy.parity import POLICIES
-    from deploy.pipeline import export_model, prepare_model, run_parity, write_json
+    from deploy.pipeline import export_model, prepare_model, run_parity
     from exporters.export import ExportOptions
     from exporters.flops import count_macs, count_params
     from exporters.init import wake_zero_parameters
