@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.bundle import BACKENDS, PRECISIONS, BundleWriter, IOSpec, Manifest, cpu_device, library_versions
+from deploy.bundle import (
+    BACKENDS,
+    PRECISIONS,
+    BundleWriter,
+    IOSpec,
+    Manifest,
+    check_destination,
+    cpu_device,
+    library_versions,
+    replace_dir,
+)
 from deploy.errors import UserError
 
 if TYPE_CHECKING:
@@ -83,13 +93,13 @@ def build_bundle(source: str, out_dir: Path, options: BuildOptions, model_spec: 
     options.validate()
     if options.precision == "best" or options.backend == "auto":
         candidates, why = cpu_candidates(options)
+        if not candidates:
+            raise UserError(f"no backend here builds {options.precision}{': ' + '; '.join(why) if why else ''}")
         if len(candidates) > 1:
             return build_best(source, out_dir, options, candidates, why, model_spec, config, weights)
-        if options.backend == "auto" and candidates and candidates[0][0] == "ort":
-            options = dataclasses.replace(options, backend="ort", precision=candidates[0][1])
+        backend, precision = candidates[0]  # one candidate: build it directly
+        options = dataclasses.replace(options, backend=backend, precision=precision)
     backend, backend_reason = resolve_backend(options.backend)
-    if options.precision == "bf16":
-        backend, backend_reason = "openvino", "bf16 runs through OpenVINO"
     with tempfile.TemporaryDirectory(prefix="attnx-build-") as tmpdir:
         work = Path(tmpdir)
         prepared, fp32_path = _fp32_onnx(source, work, options, model_spec, config, weights, backend)
@@ -146,6 +156,7 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
     from deploy.bundle import MANIFEST_NAME
     from deploy.files import write_json
 
+    check_destination(Path(out_dir))  # before any candidate is built
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{Path(out_dir).name}.best-", dir=Path(out_dir).parent) as tmpdir:
         built: dict[tuple[str, str], BuildResult] = {}
@@ -175,11 +186,7 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
         }  # fmt: skip
         data["notes"].append(f"chosen by measurement: {chosen[0]} {chosen[1]} (see build.selection)")
         write_json(manifest_path, data)
-        writer = BundleWriter(out_dir)
-        writer.abort()  # only the destination check is wanted: the chosen bundle is moved in whole
-        if Path(out_dir).exists():
-            shutil.rmtree(out_dir)
-        shutil.move(str(result.bundle), str(out_dir))
+        replace_dir(result.bundle, Path(out_dir))  # the chosen bundle, whole, by renames
     from deploy.bundle import load_manifest
 
     manifest = load_manifest(Path(out_dir))

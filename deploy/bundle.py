@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import UserError
+from deploy.files import umask
 from exporters.weights import file_sha256 as sha256_file
 
 MANIFEST_NAME = "manifest.json"
@@ -107,13 +108,31 @@ def cpu_device() -> dict[str, Any]:
     return {"kind": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
 
+def check_destination(dest: Path) -> None:
+    """A bundle may replace a bundle or fill an empty folder, never overwrite someone's other files."""
+    if dest.exists() and not (dest / MANIFEST_NAME).is_file() and any(dest.iterdir()):
+        raise UserError(f"{dest} exists and is not a bundle: choose an empty or new folder")
+
+
+def replace_dir(src: Path, dest: Path) -> Path:
+    """Put the finished folder ``src`` at ``dest`` (same filesystem), replacing what was there by renames."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dest)
+    return dest
+
+
 class BundleWriter:
     """Collect files in a temporary folder beside ``dest``; ``commit(manifest)`` hashes them and renames."""
 
     def __init__(self, dest: Path):
         self.dest = Path(dest)
-        if self.dest.exists() and not (self.dest / MANIFEST_NAME).is_file() and any(self.dest.iterdir()):
-            raise UserError(f"{self.dest} exists and is not a bundle: choose an empty or new folder")
+        check_destination(self.dest)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=self.dest.parent))
 
@@ -124,18 +143,8 @@ class BundleWriter:
         manifest.sha256 = {name: sha256_file(self.tmp / name) for name in sorted(set(manifest.files.values()))}
         manifest.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         (self.tmp / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp made it private; a bundle is an ordinary folder
-        if self.dest.exists():
-            old = self.dest.with_name(f".{self.dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.dest, old)
-            os.replace(self.tmp, self.dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.dest)
-        return self.dest
+        os.chmod(self.tmp, 0o777 & ~umask())  # mkdtemp made it private; a bundle is an ordinary folder
+        return replace_dir(self.tmp, self.dest)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
