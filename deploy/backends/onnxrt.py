@@ -29,6 +29,34 @@ def uses_custom_domain(model_path: Path, domain: str = "attnx") -> bool:
     return any(node.domain == domain for node in model.graph.node)
 
 
+def open_session(path: Path, providers: list[str], threads: int | None = None, optimize: bool = True,
+                 custom_ops: bool | None = None, fix: str = "") -> Any:  # fmt: skip
+    """An ONNX Runtime session for ``path``; attnx custom ops go through the plugins package.
+
+    ``optimize=False`` skips ORT's graph optimisations (for graphs already optimised offline);
+    ``custom_ops`` saves re-reading the model when the caller already knows; ``fix`` ends the error message.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: shape-mismatch warnings on dynamic outputs are noise
+    if threads:
+        options.intra_op_num_threads = threads
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        if uses_custom_domain(path) if custom_ops is None else custom_ops:
+            from plugins.ort import create_session
+
+            return create_session(path, providers=providers, sess_options=options)
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except UserError:
+        raise
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; name the file and the cause
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"ONNX Runtime cannot load {path}: {first[:200]}{fix}") from None
+
+
 class OnnxrtRunner(Runner):
     name = "onnxruntime"
 
@@ -39,27 +67,9 @@ class OnnxrtRunner(Runner):
         self.session: Any = None
 
     def activate(self) -> None:
-        import onnxruntime as ort
-
         if not self.model_path.is_file():
             raise UserError(f"ONNX file not found: {self.model_path}")
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        options.log_severity_level = 3  # errors only: shape-mismatch warnings on dynamic outputs are noise
-        try:
-            if uses_custom_domain(self.model_path):
-                # attnx custom ops run through the plugins package's ORT implementation.
-                from plugins.ort import create_session
-
-                self.session = create_session(self.model_path, providers=self.providers, sess_options=options)
-            else:
-                self.session = ort.InferenceSession(str(self.model_path), options, providers=self.providers)
-        except UserError:
-            raise
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; name the file and the cause
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"ONNX Runtime cannot load {self.model_path}: {first}") from None
+        self.session = open_session(self.model_path, self.providers, self.threads)
 
     def deactivate(self) -> None:
         self.session = None
