@@ -312,7 +312,7 @@ def _layerwise(report, layer_args: dict, io_cases, tolerance, threads):  # type:
     from deploy.layerwise import layerwise_bundle, layerwise_compare, layerwise_table
 
     case_index = next((i for i, c in enumerate(report.cases) if not c.passed), 0)
-    feed = _feed_of_case(report, case_index, io_cases)
+    feed = io_cases[case_index].inputs
     with console.status("layer-wise search..."):
         if "bundle" in layer_args:
             lw = layerwise_bundle(layer_args["bundle"], layer_args["reference_onnx"], feed, tolerance, threads=threads)
@@ -323,10 +323,6 @@ def _layerwise(report, layer_args: dict, io_cases, tolerance, threads):  # type:
                                    candidate_optimize="all", threads=threads)  # fmt: skip
     console.print(layerwise_table(lw))
     return lw
-
-
-def _feed_of_case(report, index: int, io_cases):  # type: ignore[no-untyped-def]
-    return io_cases[index].inputs
 
 
 def _parity(prepared, onnx_path, tolerance, precision, batches, shape, inputs, seed, threads, io_cases=None,
