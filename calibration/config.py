@@ -33,6 +33,8 @@ reduce_extent      reductions over at least this many elements are kept FP32 (10
                    running sum of O(1) terms reaches 1 there)
 quantize_gates     INT8: quantize sigmoid gates too (with their calibrated range) instead of leaving them float;
                    faster in ONNX Runtime (QLinearMul), measured accuracy-neutral on the zoo (false)
+kernel_timing      INT8, ORT layout: time each grouped or dilated convolution alone in FP32 and int8 and keep
+                   float only those whose int8 kernel is not faster (true); false keeps them all float
 fp16_range_check   FP16: run the calibration data through the FP32 model and keep FP32 every tensor whose
                    |x| exceeds ``fp16_limit`` (true)
 fp16_limit         that bound (16384: FP16's largest finite value is 65504; a 4× margin for unseen inputs)
@@ -81,6 +83,7 @@ KEYS = (
     "fp16_limit",
     "sensitivity",
     "quantize_gates",
+    "kernel_timing",
 )
 
 
@@ -115,6 +118,7 @@ class CalibrationConfig:
     exclude: tuple[str, ...] = ()
     reduce_extent: int = 1024
     quantize_gates: bool = False
+    kernel_timing: bool = True
     fp16_range_check: bool = True
     fp16_limit: float = 16384.0
     sensitivity: Budget | None = None
@@ -165,7 +169,7 @@ class CalibrationConfig:
             if layout not in LAYOUTS:
                 raise UserError(f"unknown layout '{options['layout']}': choose {', '.join(LAYOUTS)}")
             kw["layout"] = layout
-        for key in ("cache", "progress", "fp16_range_check", "quantize_gates"):
+        for key in ("cache", "progress", "fp16_range_check", "quantize_gates", "kernel_timing"):
             if key in options:
                 kw[key] = _bool(key, options[key])
         if options.get("cache_dir") is not None:

@@ -394,12 +394,13 @@ def reduced_extent(index: GraphIndex, node: Any) -> int | None:
     return extent
 
 
-def ort_slow_kernels(index: GraphIndex, plan: Plan) -> list[str]:
-    """INT8 for ONNX Runtime's CPU: leave float the convolutions whose int8 kernel is slower than FP32.
+def ort_slow_kernels(index: GraphIndex, plan: Plan, measure: bool = True) -> list[str]:
+    """INT8 for ONNX Runtime's CPU: leave float the convolutions whose int8 kernel is not faster than FP32.
 
-    Measured at 224×224, 1 thread (ORT 1.31, AVX-512 VNNI): grouped convolutions that are not depthwise
-    (1 < group < channels; PSA's 9×9 group-4 convs) run 3–6× slower in QLinearConv than in FP32, and
-    dilated convolutions (BAM's dilation-4 3×3 convs) about 3.7× slower.
+    Dense convolutions always gain from int8. Grouped (not depthwise) and dilated ones may lose, by up to
+    5× (see ``calibration.kernel_timing``): with ``measure``, each is timed alone at its real shape in both
+    forms and stays float unless int8 is clearly faster; without (or where its shapes are unknown), every
+    such convolution stays float, the conservative rule.
     """
     found = []
     for node in index.model.graph.node:
@@ -410,14 +411,38 @@ def ort_slow_kernels(index: GraphIndex, plan: Plan) -> list[str]:
         shape = index.shapes.get(node.input[0])
         channels = shape[1] if shape and len(shape) > 1 else None
         if group > 1 and channels is not None and group != channels:
-            why = f"grouped Conv (group {group} of {channels} channels)"
+            what = f"grouped Conv (group {group} of {channels} channels)"
         elif any(d > 1 for d in dilations):
-            why = f"dilated Conv (dilations {dilations})"
+            what = f"dilated Conv (dilations {dilations})"
         else:
             continue
-        plan.add(node, "ort_kernel", f"ort_kernel: {why}: ONNX Runtime's int8 kernel for it is slower than FP32")
+        timed = _conv_times(index, node) if measure else None
+        if timed is None:
+            why = f"{what}: ONNX Runtime's int8 kernel for it can be several times slower than FP32"
+        else:
+            from calibration.kernel_timing import MIN_SPEEDUP
+
+            fp32_ms, int8_ms = timed
+            if fp32_ms >= MIN_SPEEDUP * int8_ms:
+                continue  # int8 measured faster: quantize it
+            why = f"{what}: measured int8 {int8_ms:.3g} ms vs FP32 {fp32_ms:.3g} ms in ONNX Runtime"
+        plan.add(node, "ort_kernel", f"ort_kernel: {why}")
         found.append(node.name)
     return found
+
+
+def _conv_times(index: GraphIndex, node: Any) -> tuple[float, float] | None:
+    """(fp32 ms, int8 ms) of ``node`` alone, or None where its shapes are not all known."""
+    from calibration.kernel_timing import conv_times
+
+    x = index.shapes.get(node.input[0])
+    w = index.shapes.get(node.input[1]) if node.input[1] in index.constants else None
+    if not x or not w or any(d is None for d in x[1:]) or any(d is None for d in w):
+        return None
+    try:
+        return conv_times(node, [1, *x[1:]], list(w), len(node.input) > 2 and bool(node.input[2]))  # type: ignore[list-item]
+    except ValueError:  # a shape the single-node model cannot infer
+        return None
 
 
 def pin_fp16_range(index: GraphIndex, plan: Plan, amax: dict[str, float], limit: float) -> list[str]:

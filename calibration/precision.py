@@ -153,7 +153,7 @@ def apply_precision(
         notes.extend(tnotes)
         info = _info(table, hit, calib, cache_dir)
         if style == "ort":
-            ort_slow_kernels(index, plan)
+            ort_slow_kernels(index, plan, measure=cfg.kernel_timing)
         if cfg.quantize_gates:
             plan.int8_allowed.add("sigmoid_gate")
             notes.append("sigmoid gates quantized on request (quantize_gates): their calibrated ranges are used")
