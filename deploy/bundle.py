@@ -3,7 +3,9 @@
     BUNDLE/
       manifest.json      what was built, from what, how, with which libraries, and its parity result
       model.onnx         the precision-baked ONNX (what the engine was built from)
-      engine.*           the engine: ORT → engine.onnx (ORT-optimised graph); TensorRT → engine.plan
+      engine.*           the engine: ORT → engine.onnx (ORT-optimised graph); TensorRT → engine.plan;
+                         OpenVINO → model.onnx itself (the baked graph) and compiled.blob
+      compiled.blob      OpenVINO: the compiled model for the build machine's OpenVINO and CPU (faster load)
       calibration.json   the INT8 calibration table (int8 bundles)
 
 Bundles are written into a temporary sibling folder and renamed into place when complete, so a failed

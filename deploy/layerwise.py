@@ -19,8 +19,13 @@ What can be matched, and why by name:
   * marking a tensor as an output can stop ORT from fusing across it, so an ORT candidate is optimised
     offline first (at the level it runs at) and the optimised graph is what gets its tensors exposed.
 
-On TensorRT (a GPU is needed) the same search runs through a runner hook that marks the matched names
-as network outputs: ``deploy.runtime.trt.run_with_outputs(model: onnx.ModelProto, feed, names) -> dict``.
+The candidate runs where its bundle runs, through a runner with one signature
+``run_with_outputs(model: onnx.ModelProto, feed, names) -> dict`` that marks the matched names as outputs:
+ONNX Runtime by default; ``deploy.runtime.openvino.run_with_outputs`` for OpenVINO bundles (compiled with the
+bundle's inference precision, so a bf16 bundle is searched in bf16); ``deploy.runtime.trt.run_with_outputs``
+for TensorRT (a GPU is needed). Outputs keep a backend from fusing across them (OpenVINO and TensorRT fuse at
+compile time, so unlike ORT there is no offline pass to run first): an intermediate is computed as in an
+unfused graph, and a fusion's own numerics show at the first tensor after it.
 """
 
 from __future__ import annotations
@@ -275,7 +280,7 @@ def layerwise_compare(
 
     ``candidate_optimize`` (basic | extended | all) runs ORT's offline optimiser on the candidate first;
     leave it None for a graph that is already what ships (an ORT bundle's ``engine.onnx``).
-    ``candidate_runner`` replaces ONNX Runtime for the candidate (TensorRT on a GPU).
+    ``candidate_runner`` replaces ONNX Runtime for the candidate (OpenVINO; TensorRT on a GPU).
     """
     ref_model = load_model(reference)
     cand_model = load_model(candidate)
@@ -361,7 +366,8 @@ def layerwise_bundle(
 ) -> LayerwiseReport:  # fmt: skip
     """Layer-wise search of a bundle against its fp32 ONNX.
 
-    ``graph``: ``engine`` compares the graph that ships (an ORT bundle's optimised ``engine.onnx``);
+    ``graph``: ``engine`` compares the graph that ships where it ships (an ORT bundle's optimised ``engine.onnx``
+    in ORT; an OpenVINO bundle's ``engine.onnx`` in OpenVINO at the bundle's inference precision);
     ``model`` compares the precision-baked ``model.onnx`` as ORT would optimise it; ``model-raw`` runs
     ``model.onnx`` unoptimised — Q/DQ then compute in float (simulated quantization), so more names
     survive than in an engine with fused QLinear kernels, and the search shows where the quantization
@@ -384,16 +390,38 @@ def layerwise_bundle(
             candidate_runner=runner, reference_label="fp32 ONNX (ORT, unoptimised)", candidate_label=label,
         )  # fmt: skip
     if graph == "engine":
+        engine_runner, where = _engine_runner(manifest, threads)
         return layerwise_compare(
             reference_onnx, manifest.path_of(bundle, "engine"), feed, tol, precision=manifest.precision,
-            reference_label="fp32 ONNX (ORT, unoptimised)", candidate_label=f"{label} (engine.onnx)",
-            threads=threads,
+            candidate_runner=engine_runner, reference_label="fp32 ONNX (ORT, unoptimised)",
+            candidate_label=f"{label} ({manifest.files['engine']}{where})", threads=threads,
         )  # fmt: skip
     return layerwise_compare(
         reference_onnx, manifest.path_of(bundle, "onnx"), feed, tol, precision=manifest.precision,
         candidate_optimize="extended" if graph == "model" else None, reference_label="fp32 ONNX (ORT, unoptimised)",
         candidate_label=f"{label} (model.onnx{', unoptimised' if graph == 'model-raw' else ''})", threads=threads,
     )  # fmt: skip
+
+
+def _engine_runner(manifest: Any, threads: int | None) -> tuple[CandidateRunner | None, str]:
+    """The runner for a bundle's engine graph (None: ONNX Runtime), and its label suffix."""
+    if manifest.backend != "openvino":
+        return None, ""
+    from functools import partial
+
+    from deploy.runtime.openvino import INFERENCE_PRECISIONS, run_with_outputs
+
+    precision = INFERENCE_PRECISIONS.get(str(manifest.build.get("inference_precision", "fp32")))
+    if precision is None:
+        raise UserError(f"the bundle asks for inference precision '{manifest.build['inference_precision']}': "
+                        "rebuild it")  # fmt: skip
+    if precision == "bf16":
+        from deploy.runtime.openvino import bf16_supported
+
+        ok, why = bf16_supported()
+        if not ok:  # OpenVINO would search it in f32 and find nothing of what bf16 does
+            raise UserError(f"the bundle is a bf16 OpenVINO bundle but {why}: search it on a CPU with bf16")
+    return partial(run_with_outputs, inference_precision=precision, threads=threads), f", OpenVINO {precision}"
 
 
 def _trt_runner() -> CandidateRunner:

@@ -155,7 +155,8 @@ def triton_repo(bundles: Sequence[str | Path], out: Path, max_batch: int | None 
     checked = "checked with Triton's model_config schema" if check else "NOT checked (--no-check)"
     for m in models:
         c = m.config
-        print(f"{Path(out) / m.name}: {c['platform']}, max_batch_size {c['max_batch_size']}, "
+        runs_on = c.get("platform") or f"{c['backend']} backend"
+        print(f"{Path(out) / m.name}: {runs_on}, max_batch_size {c['max_batch_size']}, "
               f"{len(m.files)} model file(s), config.pbtxt {checked}")  # fmt: skip
     print(f"{Path(out) / 'README.md'}: how to start tritonserver on it")
     return [Path(out) / m.name for m in models]

@@ -5,14 +5,16 @@
       NAME/
         config.pbtxt                 platform, max_batch_size, inputs/outputs, dynamic_batching, instance_group
         attnx.json                   where each model file came from (bundle, hashes, parity) — Triton ignores it
-        1/model.onnx                 ONNX Runtime bundles (the bundle's precision-baked, portable ONNX)
+        1/model.onnx                 ONNX Runtime and OpenVINO bundles (the bundle's precision-baked ONNX)
         1/model.sm90.plan ...        TensorRT bundles: one plan per compute capability (cc_model_filenames)
 
 Several TensorRT bundles of one model built on GPUs of different compute capabilities become one Triton
-model: Triton picks the plan for its GPU through ``cc_model_filenames``. Every config.pbtxt is parsed with
-Triton's own protobuf schema (``model_config.proto`` as shipped in tritonclient) and must equal, field for
-field, the configuration attnx meant to write; unknown fields or enum values fail the build. Each model
-folder is written beside the repository and renamed into place, so a failure never leaves half a model.
+model: Triton picks the plan for its GPU through ``cc_model_filenames``. OpenVINO bundles go to Triton's OpenVINO
+backend (``backend: "openvino"``), which reads ``model.onnx`` itself; :func:`_openvino_model` says how its batching
+differs. Every config.pbtxt is parsed with Triton's own protobuf schema (``model_config.proto`` as shipped in
+tritonclient) and must equal, field for field, the configuration attnx meant to write; unknown fields or enum
+values fail the build. Each model folder is written beside the repository and renamed into place, so a failure
+never leaves half a model.
 """
 
 from __future__ import annotations
@@ -55,18 +57,23 @@ def _tensor(spec: IOSpec, batched: bool) -> dict[str, Any]:
     return entry
 
 
+PLATFORMS = {"ort": ("platform", "onnxruntime_onnx"), "trt": ("platform", "tensorrt_plan"),
+             "openvino": ("backend", "openvino")}  # fmt: skip
+
+
 def model_config(name: str, manifest: Manifest, *, max_batch: int, max_delay_us: int | None, instance_count: int,
-                 instance_kind: str, cc_files: dict[str, str] | None = None,
-                 default_file: str | None = None) -> dict[str, Any]:  # fmt: skip
+                 instance_kind: str, cc_files: dict[str, str] | None = None, default_file: str | None = None,
+                 parameters: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Triton's ModelConfig as a dict of proto field names (also the JSON the v2 config endpoint returns).
 
     ``max_batch`` 0 means the model has no batch axis (full shapes in dims, no dynamic batching);
     ``max_delay_us`` None means no dynamic_batching block.
     """
     batched = max_batch > 0
+    key, value = PLATFORMS[manifest.backend]
     config: dict[str, Any] = {
         "name": name,
-        "platform": "tensorrt_plan" if manifest.backend == "trt" else "onnxruntime_onnx",
+        key: value,
         "max_batch_size": max_batch,
         "input": [_tensor(s, batched) for s in manifest.inputs],
         "output": [_tensor(s, batched) for s in manifest.outputs],
@@ -78,6 +85,8 @@ def model_config(name: str, manifest: Manifest, *, max_batch: int, max_delay_us:
         config["default_model_filename"] = default_file
     if cc_files:
         config["cc_model_filenames"] = dict(sorted(cc_files.items()))
+    if parameters:
+        config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
     return config
 
 
@@ -161,6 +170,13 @@ def _check_semantics(config: Any, where: str) -> None:
         raise RuntimeError(f"{where}: dynamic_batching needs max_batch_size > 0")
     if config.platform == "tensorrt_plan" and any(g.kind != g.KIND_GPU for g in config.instance_group):
         raise RuntimeError(f"{where}: TensorRT plans run only on GPU instances")
+    if config.backend == "openvino":
+        if any(g.kind != g.KIND_CPU for g in config.instance_group):
+            raise RuntimeError(f"{where}: Triton's OpenVINO backend takes CPU instances (KIND_CPU)")
+        padding = config.parameters.get("ENABLE_BATCH_PADDING")
+        if config.max_batch_size > 0 and (padding is None or padding.string_value.upper() != "YES"):
+            raise RuntimeError(f"{where}: Triton's OpenVINO backend fails every batch smaller than max_batch_size "
+                               "unless ENABLE_BATCH_PADDING is YES")  # fmt: skip
 
 
 # -- bundles → models -----------------------------------------------------------------------------------
@@ -204,17 +220,20 @@ def plan_model(name: str, bundles: list[tuple[Path, Manifest]], *, max_batch: in
     if len(backends) > 1:
         raise UserError(f"model '{name}' is given bundles of different backends {sorted(backends)}: name them apart")
     backend = backends.pop()
-    if backend not in ("ort", "trt"):
+    if backend not in PLATFORMS:
         raise UserError(f"model '{name}': backend '{backend}' has no Triton platform")
-    if backend == "ort" and len(bundles) > 1:
+    if backend in ("ort", "openvino") and len(bundles) > 1:
+        kind = "ONNX Runtime" if backend == "ort" else "OpenVINO"
         raise UserError(
-            f"{len(bundles)} ONNX Runtime bundles are named '{name}' ({', '.join(str(p) for p, _ in bundles)}): "
+            f"{len(bundles)} {kind} bundles are named '{name}' ({', '.join(str(p) for p, _ in bundles)}): "
             "name them apart with NAME=PATH"
         )  # fmt: skip
     first_path, first = bundles[0]
     for path, m in bundles[1:]:
         if _io_signature(m) != _io_signature(first):
             raise UserError(f"model '{name}': {path} has other inputs/outputs than {first_path}; name them apart")
+    if backend == "openvino":
+        return _openvino_model(name, first_path, first, instance_count=instance_count, instance_kind=instance_kind)
 
     files: dict[str, Path] = {}
     cc_files: dict[str, str] = {}
@@ -269,6 +288,31 @@ def plan_model(name: str, bundles: list[tuple[Path, Manifest]], *, max_batch: in
         instance_kind=kind, cc_files=cc_files or None, default_file=default_file,
     )  # fmt: skip
     return RepoModel(name, config, files, bundles)
+
+
+def _openvino_model(name: str, path: Path, manifest: Manifest, *, instance_count: int,
+                    instance_kind: str) -> RepoModel:  # fmt: skip
+    """A model for Triton's OpenVINO backend, which reads the bundle's ONNX itself (``model.onnx``).
+
+    That backend fixes the model's batch at ``max_batch_size`` when it is above 0 (``ov::set_batch``) and then
+    fails every execution whose batch is smaller, or with ENABLE_BATCH_PADDING zero-pads it and computes the
+    full batch. So the model gets ``max_batch_size: 0`` and keeps the ONNX's dynamic batch axis (dims -1): each
+    request runs at its own batch size, without Triton's dynamic batcher (--max-batch, --max-delay-us do not
+    apply). Concurrency comes from instances: NUM_STREAMS follows their count, as the attnx runtime keeps one
+    stream per pooled request. A bf16 bundle sets HINT_BF16; the saved ``compiled.blob`` is not used (it is
+    tied to the OpenVINO that built it, and Triton ships its own).
+    """
+    if instance_kind == "gpu":
+        raise UserError(f"model '{name}' is an OpenVINO CPU bundle and Triton's GPU instances are CUDA devices: "
+                        "use --instance-kind cpu or auto")  # fmt: skip
+    parameters = {"NUM_STREAMS": str(instance_count)}
+    if manifest.build.get("inference_precision") == "bf16":
+        parameters["HINT_BF16"] = "YES"
+    config = model_config(
+        name, manifest, max_batch=0, max_delay_us=None, instance_count=instance_count, instance_kind="KIND_CPU",
+        default_file="model.onnx", parameters=parameters,
+    )  # fmt: skip
+    return RepoModel(name, config, {"1/model.onnx": manifest.path_of(path, "engine")}, [(path, manifest)])
 
 
 def _sidecar(model: RepoModel) -> dict[str, Any]:
@@ -359,6 +403,26 @@ def _readme(repo: Path) -> str:
             "(or `LD_PRELOAD=/path/libA.so tritonserver ...`).",
             "",
         ]  # fmt: skip
+    openvino = [b for data in models for b in data["bundles"] if b["backend"] == "openvino"]
+    if openvino:
+        lines += [
+            "OpenVINO models run in Triton's OpenVINO backend (`backend: \"openvino\"`, on CPU instances), which "
+            "reads `1/model.onnx` itself; it needs a Triton release whose OpenVINO backend takes ONNX files and "
+            "dynamic dimensions (2024 releases on). They have `max_batch_size: 0` and a -1 batch dimension: that "
+            "backend fixes a model's batch at `max_batch_size` and fails smaller batches (or, with "
+            "`ENABLE_BATCH_PADDING`, computes them zero-padded to the full batch), so each request runs at its own "
+            "batch size and Triton's dynamic batcher is not used. For concurrency add instances (`--instances`); "
+            "`NUM_STREAMS` follows their count.",
+            "",
+        ]  # fmt: skip
+        if any(b["precision"] != "bf16" for b in openvino):
+            lines += [
+                "The OpenVINO backend has no parameter that pins f32 inference (`HINT_BF16` takes only YES), and "
+                "OpenVINO's CPU plugin computes in bf16 by default on CPUs with native bf16 (AVX512_BF16, AMX): there "
+                "fp32 and int8 models can give results other than their bundles' parity checks, which ran with f32 "
+                "pinned.",
+                "",
+            ]  # fmt: skip
     lines += [
         "Each model folder's `attnx.json` names the bundle each file came from, with its hashes and parity "
         "result; Triton ignores it. Query a model with the KServe v2 protocol, e.g. "

@@ -1,6 +1,7 @@
 """Layer-wise search: an injected fault is found at the node that carries it."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -154,3 +155,102 @@ def test_ort_bundle_engine_matches_its_fp32_onnx(tmp_path):
     assert layerwise_bundle(bundle, onnx_path.path, x, graph="model-raw").passed
     with pytest.raises(UserError, match="engine, model or model-raw"):
         layerwise_bundle(bundle, onnx_path.path, x, graph="plan")
+
+
+# -- OpenVINO bundles: the candidate runs in OpenVINO, at the bundle's inference precision ---------------------
+def _zoo_fp32(tmp_path) -> Path:
+    """cbam_resnet (tiny config) exported for CPU backends, without attnx custom ops (OpenVINO runs none)."""
+    from deploy.pipeline import export_model, prepare_model
+    from exporters.export import ExportOptions
+
+    options = ExportOptions(input_shape=(1, 3, 32, 32), dynamic_batch=True)
+    result, _ = export_model(prepare_model("cbam_resnet"), tmp_path / "fp32.onnx", options, plugins="none")
+    return result.path
+
+
+def _openvino_bundle(engine: onnx.ModelProto, dest, inference_precision: str = "f32"):
+    """An OpenVINO bundle around ``engine`` as it is (a fault injected into it stays there)."""
+    from deploy.build import io_specs
+    from deploy.bundle import BundleWriter, Manifest
+
+    with BundleWriter(dest) as writer:
+        onnx.save(engine, str(writer.path("model.onnx")))
+        onnx.save(engine, str(writer.path("engine.onnx")))
+        manifest = Manifest(
+            backend="openvino", precision="bf16" if inference_precision == "bf16" else "fp32", source={}, opset=17,
+            inputs=io_specs(engine, 2, None)[0], outputs=io_specs(engine, 2, None)[1],
+            files={"onnx": "model.onnx", "engine": "engine.onnx"}, build={"inference_precision": inference_precision},
+        )  # fmt: skip
+        return writer.commit(manifest)
+
+
+def test_openvino_runner_exposes_intermediates(feed):
+    pytest.importorskip("openvino")
+    from deploy.runtime.openvino import run_with_outputs
+
+    values = run_with_outputs(gated_net(), feed, ["r1", "c2"])
+    ref = run_with_intermediates(gated_net(), feed, names=["r1", "c2"])
+    assert {"y", "r1", "c2"} <= set(values)
+    for name in ("y", "r1", "c2"):
+        np.testing.assert_allclose(values[name], ref[name], rtol=1e-5, atol=1e-5)
+    with pytest.raises(UserError, match=r"OpenVINO rejects the inputs: ParameterMismatch"):
+        run_with_outputs(gated_net(), {"x": np.zeros((1, 4, 8, 8), np.float32)}, [])
+    with pytest.raises(UserError, match=r"intermediates exposed: nope node not found"):
+        run_with_outputs(gated_net(), feed, ["nope"])
+
+
+def test_openvino_runner_finds_the_perturbed_node(feed):
+    pytest.importorskip("openvino")
+    from deploy.runtime.openvino import run_with_outputs
+
+    report = layerwise_compare(gated_net(), perturb_weight(gated_net(), "w2", 1.05), feed, FP32,
+                               candidate_runner=run_with_outputs)  # fmt: skip
+    first = report.first_divergence
+    assert (first.node, first.tensor) == ("conv2", "c2") and report.last_agreeing.node == "relu1"
+
+
+def test_openvino_bundle_is_searched_in_openvino(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    import deploy.runtime.openvino as ov
+    from deploy.build import BuildOptions, build_bundle
+    from deploy.layerwise import layerwise_bundle
+
+    fp32 = _zoo_fp32(tmp_path)
+    bundle = build_bundle(str(fp32), tmp_path / "ov", BuildOptions(backend="openvino", max_batch=2)).bundle
+    calls = []
+    real = ov.run_with_outputs
+    monkeypatch.setattr(ov, "run_with_outputs", lambda *a, **k: calls.append(k) or real(*a, **k))
+    x = {"input": np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    report = layerwise_bundle(bundle, fp32, x)
+    assert [c["inference_precision"] for c in calls] == ["f32"], "the candidate ran in OpenVINO"
+    assert "(model.onnx, OpenVINO f32)" in report.candidate
+    assert report.passed and len(report.checks) > 50 and report.checks[-1].tensor == "output", report.summary()
+
+    # a fault in the shipped graph is found at its node, through OpenVINO
+    model = onnx.load(str(fp32))
+    conv = [n for n in topological_nodes(model) if n.op_type == "Conv"][3]
+    broken = _openvino_bundle(perturb_weight(model, conv.input[1], 1.05), tmp_path / "broken")
+    report = layerwise_bundle(broken, fp32, x)
+    assert report.first_divergence.node == conv.name, report.summary()
+    assert all(c.passed for c in report.checks if c.order < report.first_divergence.order)
+
+
+def test_bf16_openvino_bundle_is_searched_in_bf16(tmp_path):
+    pytest.importorskip("openvino")
+    from deploy.layerwise import layerwise_bundle
+    from deploy.runtime.openvino import bf16_supported
+
+    fp32 = _zoo_fp32(tmp_path)
+    model = onnx.load(str(fp32))
+    bf16 = _openvino_bundle(model, tmp_path / "bf16", "bf16")
+    x = {"input": np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    if not bf16_supported()[0]:
+        with pytest.raises(UserError, match="bf16"):
+            layerwise_bundle(bf16, fp32, x)
+        return
+    report = layerwise_bundle(bf16, fp32, x)
+    assert "OpenVINO bf16" in report.candidate and report.precision == "bf16"
+    assert report.passed, report.summary()
+    # bf16 rounding shows from the first convolution on; the same graph in f32 agrees to float error
+    f32 = layerwise_bundle(_openvino_bundle(model, tmp_path / "f32"), fp32, x)
+    assert report.checks[0].max_abs > 1e-4 > 1e-5 > f32.checks[0].max_abs

@@ -191,3 +191,88 @@ def test_scalar_outputs_get_dims_1_reshaped(tmp_path):
 def test_compute_capability_forms(device, cc):
     m = Manifest("trt", "fp16", {}, 17, [], [], {}, device=device)
     assert compute_capability(m) == cc
+
+
+# -- OpenVINO bundles → Triton's OpenVINO backend ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def ov_bundles(tmp_path_factory) -> dict[str, Path]:
+    pytest.importorskip("openvino")
+    import shutil
+
+    from deploy.build import BuildOptions, build_bundle
+
+    root = tmp_path_factory.mktemp("ov-bundles")
+    options = BuildOptions(backend="openvino", precision="fp32", input_shape=(1, 3, 16, 16))
+    fp32 = build_bundle("tests.fixtures:tiny_net", root / "fp32", options).bundle
+    # a bf16 bundle differs only in its recorded inference precision (and compiled model): the repository
+    # writer reads the manifest, so a copy with bf16 recorded stands in on CPUs without bf16 too
+    bf16 = root / "bf16"
+    shutil.copytree(fp32, bf16)
+    manifest = json.loads((bf16 / "manifest.json").read_text())
+    manifest["precision"], manifest["build"]["inference_precision"] = "bf16", "bf16"
+    (bf16 / "manifest.json").write_text(json.dumps(manifest))
+    return {"fp32": fp32, "bf16": bf16}
+
+
+def test_openvino_repository(ov_bundles, tmp_path, capsys):
+    import openvino
+
+    repo = tmp_path / "repo"
+    triton_repo([f"ov={ov_bundles['fp32']}", f"ovbf={ov_bundles['bf16']}"], repo, instances=3, max_batch=4)
+    assert "ov: openvino backend, max_batch_size 0" in capsys.readouterr().out.replace(str(repo) + "/", "")
+
+    config = parse(repo / "ov" / "config.pbtxt")
+    assert (config.backend, config.platform, config.max_batch_size) == ("openvino", "", 0)
+    # the ONNX's own dynamic batch axis, and no dynamic batcher (the backend fixes a batched model's batch)
+    assert [(t.name, list(t.dims)) for t in config.input] == [("input", [-1, 3, 16, 16])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("output", [-1, 4])]
+    assert not config.HasField("dynamic_batching")
+    assert [(g.count, g.kind) for g in config.instance_group] == [(3, model_config_pb2.ModelInstanceGroup.KIND_CPU)]
+    assert config.default_model_filename == "model.onnx"
+    assert {k: v.string_value for k, v in config.parameters.items()} == {"NUM_STREAMS": "3"}
+    bf16 = parse(repo / "ovbf" / "config.pbtxt")
+    assert {k: v.string_value for k, v in bf16.parameters.items()} == {"NUM_STREAMS": "3", "HINT_BF16": "YES"}
+
+    # Triton's backend gets the bundle's ONNX (not its compiled model, which is tied to attnx's OpenVINO),
+    # and OpenVINO computes from it what the bundle's Engine computes, at any batch size
+    assert sorted(p.name for p in (repo / "ov" / "1").iterdir()) == ["model.onnx"]
+    model_file = repo / "ov" / "1" / "model.onnx"
+    assert sha256_file(model_file) == sha256_file(ov_bundles["fp32"] / "model.onnx")
+    compiled = openvino.Core().compile_model(str(model_file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    got = compiled.create_infer_request().infer({"input": x})["output"]
+    with Engine.load(ov_bundles["fp32"]) as engine:
+        np.testing.assert_allclose(got, engine(x)["output"], rtol=1e-5, atol=1e-6)
+
+    readme = (repo / "README.md").read_text()
+    assert "| ov | openvino | fp32 | 1/model.onnx |" in readme and "| ovbf | openvino | bf16 |" in readme
+    assert "OpenVINO backend" in readme and "`max_batch_size: 0`" in readme and "pins f32" in readme
+
+
+def test_openvino_repository_errors(ov_bundles, tmp_path):
+    repo = tmp_path / "repo"
+    with pytest.raises(UserError, match="GPU instances are CUDA devices: use --instance-kind cpu"):
+        write_repository([ov_bundles["fp32"]], repo, instance_kind="gpu")
+    with pytest.raises(UserError, match="2 OpenVINO bundles are named 'x'"):
+        write_repository([f"x={ov_bundles['fp32']}", f"x={ov_bundles['bf16']}"], repo)
+    with pytest.raises(UserError, match="different backends"):
+        write_repository([f"x={ov_bundles['fp32']}", f"x={trt_bundle(tmp_path / 't', '9.0')}"], repo)
+    assert not repo.exists()
+
+
+def test_check_pbtxt_knows_the_openvino_backend():
+    good = {"name": "m", "backend": "openvino", "max_batch_size": 0,
+            "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 3]}],
+            "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [-1, 3]}],
+            "instance_group": [{"count": 1, "kind": "KIND_CPU"}],
+            "parameters": {"NUM_STREAMS": {"string_value": "1"}}}  # fmt: skip
+    check_pbtxt(render_pbtxt(good), good, "good")
+    batched = {**good, "max_batch_size": 4, "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [3]}],
+               "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [3]}]}  # fmt: skip
+    with pytest.raises(RuntimeError, match="fails every batch smaller than max_batch_size"):
+        check_pbtxt(render_pbtxt(batched), batched, "batched")
+    padded = {**batched, "parameters": {"ENABLE_BATCH_PADDING": {"string_value": "YES"}}}
+    check_pbtxt(render_pbtxt(padded), padded, "padded")
+    gpu = {**good, "instance_group": [{"count": 1, "kind": "KIND_GPU"}]}
+    with pytest.raises(RuntimeError, match="takes CPU instances"):
+        check_pbtxt(render_pbtxt(gpu), gpu, "gpu")
