@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.attnx-installed
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck clean zoo-report bench train-digits
+.PHONY: install demo test test-fast lint typecheck clean zoo-report bench bench-224 train-digits
 
 install: $(STAMP)
 
@@ -47,6 +47,12 @@ BENCH_PRECISIONS ?= fp32,int8,bf16
 BENCH_BACKENDS ?= ort,openvino
 bench: install
 	$(PY) -m deploy.bench --models $(BENCH_MODELS) --batches 1,8 --backend $(BENCH_BACKENDS) --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
+
+## The 224² targets (ResNet-50-layout zoo classifiers, batch 1): ORT int8 vs fp32 speed (1 thread), and the
+## bundle `--precision best` picks against every CPU engine run directly on the same ONNX (2 threads).
+bench-224: install
+	$(PY) -m calibration.bench --models resnets --config resnet50 --size 224 --runs 40 --count 64 --eval-count 32 --json bench/int8_speed_224.json
+	$(PY) -m deploy.selection_report --models resnets --config resnet50 --threads 2 --iterations 60 --json bench/cpu_selection.json --markdown bench/cpu_selection.md
 
 ## Train the zoo's classifiers on scikit-learn's digits (weights/digits/, a few minutes per model on one core).
 train-digits: install

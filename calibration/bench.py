@@ -13,7 +13,6 @@ processes on the machine slow both alike, which keeps the ratio meaningful.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -40,11 +39,11 @@ RESNETS = CLASSIFIERS[:7]
 MODES = (("fp16", "ort"), ("int8", "ort"), ("int8", "trt"))
 
 
-def export(name: str, size: int | None, folder: Path, weights: Path | None = None) -> Path:
+def export(name: str, size: int | None, folder: Path, weights: Path | None = None, config: str | None = None) -> Path:
     from deploy.pipeline import export_model, full_input_shape, prepare_model
     from exporters.export import ExportOptions
 
-    prepared = prepare_model(name, weights=weights)
+    prepared = prepare_model(name, config=config, weights=weights)
     shape = full_input_shape(prepared, None) if size is None else (1, prepared.default_shape[0], size, size)  # type: ignore[index]
     result, _ = export_model(prepared, folder / f"{name}.onnx", ExportOptions(input_shape=shape, dynamic_batch=True))
     return result.path
@@ -81,6 +80,7 @@ def bench(
     calibration: dict[str, Any],
     gates: bool = False,
     weights: Path | None = None,
+    config: str | None = None,
 ) -> list[dict[str, Any]]:
     import onnx
 
@@ -92,8 +92,13 @@ def bench(
         for name in names:
             trained = weights / f"{name}.safetensors" if weights is not None else None
             trained = trained if trained is not None and trained.is_file() else None
-            path = export(name, size, folder, trained)
-            row: dict[str, Any] = {"model": name, "shape": None, "weights": str(trained) if trained else "seeded"}
+            path = export(name, size, folder, trained, config)
+            row: dict[str, Any] = {
+                "model": name,
+                "config": config or "tiny",
+                "shape": None,
+                "weights": str(trained) if trained else "seeded",
+            }
             baked = {}
             for precision, style in MODES:
                 t = time.perf_counter()
@@ -223,8 +228,11 @@ def accuracy_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from deploy.files import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(CLASSIFIERS), help="comma-separated zoo names (or 'resnets')")
+    parser.add_argument("--config", default=None, help="zoo configuration, e.g. resnet50 (default: tiny)")
     parser.add_argument("--size", type=int, default=None, help="export at size×size (default: the zoo's tiny size)")
     parser.add_argument("--runs", type=int, default=0, help="timed runs per model for latency (0: skip timing)")
     parser.add_argument("--count", type=int, default=64, help="calibration samples")
@@ -244,13 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         "threads": 1,
         "cache": False,
     }
-    rows = bench(names, args.size, args.runs, calibration, args.quantize_gates, args.weights)
+    rows = bench(names, args.size, args.runs, calibration, args.quantize_gates, args.weights, args.config)
     print(markdown(rows))
     if any("accuracy" in r for r in rows):
         print()
         print(accuracy_markdown(rows))
     if args.json:
-        args.json.write_text(json.dumps({"size": args.size, "calibration": calibration, "rows": rows}, indent=2))
+        write_json(args.json, {"size": args.size, "config": args.config, "calibration": calibration, "rows": rows})
     return 0
 
 
