@@ -4,7 +4,7 @@
     python bench/openvino_load.py BUNDLE --trials 11 --json load.json
 
 "Load" is what a caller waits for: ``load_manifest`` (SHA-256 of every bundle file), the runtime (import of
-``compiled.blob``, or conversion and compilation of ``engine.onnx``), and the first inference at the
+``compiled.blob``, or conversion and compilation of the bundle's ONNX), and the first inference at the
 bundle's opt shape. Every trial runs in a fresh Python process (no OpenVINO state carried over) that imports
 ``openvino`` and ``onnx`` before the clock starts (about 0.1 s each, once per process whichever the variant),
 after one untimed warm-up per variant so that both read the files from the page cache; the variants alternate.
@@ -137,7 +137,9 @@ def main() -> None:
             print(f"{Path(r['bundle']).name:<28} {v:<7} {cells} {r['variants'][v]['max_rss_mib']:>8.0f}")
         print(f"{'':<28} load {r['speedup_total']:.2f}x faster with the compiled model")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+        from deploy.files import write_json
+
+        write_json(args.json, {"machine": machine, "results": results})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ so a rule on the attributes alone either loses the big int8 wins or keeps the bi
 TensorRT builder timing tactics, the plan times each such convolution alone, at its real shape, in both
 forms (the int8 one as ``ort_style`` emits it: u8 activations, s8 per-channel weights, fused by ORT into
 QLinearConv) and leaves float the ones whose int8 form is not clearly faster. Identical convolutions
-(same attributes and shapes) are timed once per process.
+(same attributes and shapes) are timed once per process; every measurement and choice is recorded in the
+plan (``kernel_timing``), since a build on a busier machine may choose otherwise near the threshold.
+
+Two simplifications, both erring towards float: the timing uses one thread, and the int8 form pays for
+quantizing its input and dequantizing its output, which a chain of quantized nodes mostly does not.
 """
 
 from __future__ import annotations

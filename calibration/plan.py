@@ -104,6 +104,8 @@ class Plan:
 
     decisions: dict[str, Decision] = field(default_factory=dict)
     int8_allowed: set[str] = field(default_factory=set)  # categories quantized anyway (the user's choice)
+    # Convolutions timed for ONNX Runtime (``ort_slow_kernels``): node → fp32 ms, int8 ms and the choice.
+    kernel_timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, node: Any, category: str, reason: str) -> None:
         d = self.decisions.setdefault(node.name, Decision(node.name, node.op_type))
@@ -423,8 +425,11 @@ def ort_slow_kernels(index: GraphIndex, plan: Plan, measure: bool = True) -> lis
             from calibration.kernel_timing import MIN_SPEEDUP
 
             fp32_ms, int8_ms = timed
-            if fp32_ms >= MIN_SPEEDUP * int8_ms:
-                continue  # int8 measured faster: quantize it
+            faster = fp32_ms >= MIN_SPEEDUP * int8_ms
+            plan.kernel_timings[node.name] = {"what": what, "fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),
+                                              "choice": "int8" if faster else "float"}  # fmt: skip
+            if faster:
+                continue
             why = f"{what}: measured int8 {int8_ms:.3g} ms vs FP32 {fp32_ms:.3g} ms in ONNX Runtime"
         plan.add(node, "ort_kernel", f"ort_kernel: {why}")
         found.append(node.name)
@@ -441,7 +446,7 @@ def _conv_times(index: GraphIndex, node: Any) -> tuple[float, float] | None:
         return None
     try:
         return conv_times(node, [1, *x[1:]], list(w), len(node.input) > 2 and bool(node.input[2]))  # type: ignore[list-item]
-    except ValueError:  # a shape the single-node model cannot infer
+    except Exception:  # noqa: BLE001  timing is an optimisation: any failure falls back to the rule
         return None
 
 

@@ -154,6 +154,8 @@ def apply_precision(
         info = _info(table, hit, calib, cache_dir)
         if style == "ort":
             ort_slow_kernels(index, plan, measure=cfg.kernel_timing)
+            if plan.kernel_timings:  # what was measured, both ways: a rebuild under other load may choose otherwise
+                plan_out["kernel_timing"] = plan.kernel_timings
         if cfg.quantize_gates:
             plan.int8_allowed.add("sigmoid_gate")
             notes.append("sigmoid gates quantized on request (quantize_gates): their calibrated ranges are used")

@@ -367,7 +367,7 @@ def layerwise_bundle(
     """Layer-wise search of a bundle against its fp32 ONNX.
 
     ``graph``: ``engine`` compares the graph that ships where it ships (an ORT bundle's optimised ``engine.onnx``
-    in ORT; an OpenVINO bundle's ``engine.onnx`` in OpenVINO at the bundle's inference precision);
+    in ORT; an OpenVINO bundle's baked ``model.onnx`` in OpenVINO at the bundle's inference precision);
     ``model`` compares the precision-baked ``model.onnx`` as ORT would optimise it; ``model-raw`` runs
     ``model.onnx`` unoptimised — Q/DQ then compute in float (simulated quantization), so more names
     survive than in an engine with fused QLinear kernels, and the search shows where the quantization

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-RESNETS = ("se_resnet", "cbam_resnet", "bam_resnet", "eca_resnet", "ca_resnet", "psa_resnet", "scconv_resnet")
+from calibration.bench import RESNETS
+
 DIRECT = (("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
 
 
@@ -125,7 +126,7 @@ def report_model(name: str, config: str | None, threads: int, iterations: int, f
         if m.target is not chosen:
             row["parity"] = parity[key]
         rows.append(row)
-    direct_ok = [r for r in rows if r.get("parity", {}).get("passed")]
+    direct_ok = [r for r in rows if r.get("parity", {}).get("passed")]  # ORT fp32 always: it is the reference
     best = min(direct_ok, key=lambda r: r["p50_ms"])
     chosen_row = rows[-1]
     return {

@@ -112,7 +112,9 @@ def write_compiled(onnx_path: Path, dest: Path, inference_precision: str) -> dic
     try:
         compiled = core.compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": inference_precision})
     except Exception as exc:  # OpenVINO's own error types; name the file
-        raise UserError(f"OpenVINO cannot compile {onnx_path}: {_message(exc)}; use --backend ort") from None
+        raise UserError(
+            f"OpenVINO cannot compile {onnx_path}: {_message(exc)}; build for ONNX Runtime instead (--backend ort)"
+        ) from None
     with open(dest, "wb") as f:
         f.write(compiled.export_model().getbuffer())
     return compiled_key(inference_precision, core)
@@ -273,4 +275,5 @@ class OpenVinoRuntime:
         while not self._pool.empty():
             self._pool.get_nowait()
         self._compiled = None
-        self._keep = None
+        # self._keep (the mapped blob) goes with this object, not here: an output port or a request still
+        # held by a caller may keep the compiled model, which can point into the mapping, alive.

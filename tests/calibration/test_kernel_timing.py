@@ -45,6 +45,10 @@ def test_int8_only_where_clearly_faster(monkeypatch, fp32_ms, int8_ms, stays_flo
     assert seen == [("grouped", [1, 16, 12, 12], [16, 4, 5, 5], False), ("dilated", [1, 16, 12, 12], [16, 16, 3, 3],
                                                                           False)]  # fmt: skip
     assert found == (["grouped", "dilated"] if stays_float else [])
+    # Every measurement is kept in the plan, whichever way it went.
+    choice = "float" if stays_float else "int8"
+    want = {"what": "grouped Conv (group 4 of 16 channels)", "fp32_ms": fp32_ms, "int8_ms": int8_ms, "choice": choice}
+    assert p.kernel_timings["grouped"] == want
     if stays_float:
         reason = p.decisions["grouped"].reasons[0]
         assert f"int8 {int8_ms:.3g} ms vs FP32 {fp32_ms:.3g} ms" in reason
@@ -56,6 +60,17 @@ def test_unknown_shapes_fall_back_to_the_rule(monkeypatch):
     p = plan.detect(index)
     assert plan.ort_slow_kernels(index, p) == ["grouped", "dilated"]
     assert "can be several times slower" in p.decisions["dilated"].reasons[0]
+
+
+def test_a_failed_timing_falls_back_to_the_rule(monkeypatch):
+    _, index = convs_model()
+
+    def broken(*args):
+        raise RuntimeError("ORT refused the single-node model")
+
+    monkeypatch.setattr(kernel_timing, "conv_times", broken)
+    p = plan.detect(index)
+    assert plan.ort_slow_kernels(index, p) == ["grouped", "dilated"] and not p.kernel_timings
 
 
 def test_real_timing_runs_fp32_and_a_fused_int8_conv():
