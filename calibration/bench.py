@@ -228,6 +228,7 @@ def accuracy_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from calibration.config import parse_cli_options
     from deploy.files import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -241,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--quantize-gates", action="store_true", help="also build and time int8-ort with gates int8")
     parser.add_argument("--weights", type=Path, default=None, help="folder of NAME.safetensors trained on digits")
+    parser.add_argument("--calib", action="append", default=[], help="calibration option KEY=VALUE (repeatable)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     names = list(RESNETS) if args.models == "resnets" else args.models.split(",")
@@ -251,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "method": args.method,
         "threads": 1,
         "cache": False,
+        **parse_cli_options(args.calib),
     }
     rows = bench(names, args.size, args.runs, calibration, args.quantize_gates, args.weights, args.config)
     print(markdown(rows))

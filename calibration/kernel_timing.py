@@ -1,10 +1,11 @@
 """Whether ONNX Runtime runs a convolution faster in int8 than in float on this CPU, measured.
 
 MLAS's QLinearConv is fast for dense convolutions, but its grouped and dilated paths are not uniformly
-so. Measured here (ORT 1.31, AVX-512 VNNI, 1 thread, batch 1; fp32 ms → int8 ms), PSA's branch convs:
+so. Measured here (``python -m calibration.kernel_timing``: ORT 1.31, AVX-512 VNNI, 1 thread, batch 1;
+fp32 ms → int8 ms), PSA's branch convs:
 
-    64 ch at 56×56:  k5 group 4   1.20 → 1.25     k7 group 8   2.65 → 4.39     k9 group 16  2.50 → 11.8
-    256 ch at 14×14: k5 group 4   0.45 → 0.14     k7 group 8   0.97 → 0.37     k9 group 16  1.44 → 0.85
+    64 ch at 56×56:  k5 group 4   1.13 → 1.14     k7 group 8   2.19 → 3.73     k9 group 16  2.42 → 10.4
+    256 ch at 14×14: k5 group 4   0.45 → 0.14     k7 group 8   0.97 → 0.35     k9 group 16  1.45 → 0.81
 
 so a rule on the attributes alone either loses the big int8 wins or keeps the big losses. Like a
 TensorRT builder timing tactics, the plan times each such convolution alone, at its real shape, in both
@@ -85,3 +86,32 @@ def _time_pair(fp32: Any, int8: Any, x_shape: list[int], runs: int, warmup: int)
             sessions[j].run(None, {"x": x})
             times[j].append((time.perf_counter() - t) * 1e3)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+# PSA's branch convolutions (k, groups) on ResNet-50 stage shapes (channels in, map size); out = in / 4.
+PSA_GRID = ((64, 56), (128, 28), (256, 14), (512, 7))
+PSA_BRANCHES = ((3, 1), (5, 4), (7, 8), (9, 16))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print fp32 and int8 times of PSA's branch convolutions at ResNet-50 shapes (the docstring's table)."""
+    import argparse
+
+    from onnx import helper
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--runs", type=int, default=31)
+    args = parser.parse_args(argv)
+    print("| channels | map | kernel | groups | fp32 ms | int8 ms | int8 speed-up |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for channels, size in PSA_GRID:
+        for k, groups in PSA_BRANCHES:
+            node = helper.make_node("Conv", ["x", "w"], ["y"], group=groups, pads=[k // 2] * 4, kernel_shape=[k, k])
+            fp32, int8 = conv_times(node, [1, channels, size, size], [channels // 4, channels // groups, k, k],
+                                    False, runs=args.runs)  # fmt: skip
+            print(f"| {channels} | {size}×{size} | {k}×{k} | {groups} | {fp32:.3f} | {int8:.3f} | {fp32 / int8:.2f}× |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

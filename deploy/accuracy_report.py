@@ -48,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(name, {p: round(row[p]["top1"], 2) for p in precisions}, flush=True)
     print()
-    print("| model | " + " | ".join(f"{p} top-1 %" for p in precisions) + " | Δ fp16 | Δ int8 |")
-    print("|---|" + "---:|" * (len(precisions) + 2))
+    reduced = [p for p in precisions if p != "fp32"]
+    print("| model | " + " | ".join(f"{p} top-1 %" for p in precisions) + " | Δ fp16 | Δ int8 | "
+          + " | ".join(f"{p} cosine (seeded, min)" for p in reduced) + " |")  # fmt: skip
+    print("|---|" + "---:|" * (len(precisions) + 2 + len(reduced)))
     for row in rows:
         cells = [f"{row[p]['top1']:.2f}" for p in precisions]
         d16 = f"{row['fp16']['top1'] - row['fp32']['top1']:+.2f}" if "fp16" in row and "fp32" in row else "–"
         d8 = f"{row['int8']['top1'] - row['fp32']['top1']:+.2f}" if "int8" in row and "fp32" in row else "–"
-        print(f"| {row['model']} | " + " | ".join(cells) + f" | {d16} | {d8} |")
+        cos = [f"{row[p]['seeded_min_cosine']:.5f}" for p in reduced]
+        print(f"| {row['model']} | " + " | ".join(cells) + f" | {d16} | {d8} | " + " | ".join(cos) + " |")
     if args.json:
         write_json(args.json, {"dataset": "digits test split", "rows": rows})
     return 0
