@@ -158,5 +158,10 @@ def triton_repo(bundles: Sequence[str | Path], out: Path, max_batch: int | None 
         runs_on = c.get("platform") or f"{c['backend']} backend"
         print(f"{Path(out) / m.name}: {runs_on}, max_batch_size {c['max_batch_size']}, "
               f"{len(m.files)} model file(s), config.pbtxt {checked}")  # fmt: skip
+        if c.get("backend") == "openvino" and any(man.precision != "bf16" for _, man in m.bundles):
+            # Said here too, not only in the README: a silent precision change is what parity checks exist for.
+            print(f"warning: {m.name}: Triton's OpenVINO backend cannot pin f32, so on a CPU with native bf16 this "
+                  "model may compute in bf16, unlike its bundle's parity check; to keep fp32 there, serve an ORT "
+                  "bundle (attnx build --backend ort)")  # fmt: skip
     print(f"{Path(out) / 'README.md'}: how to start tritonserver on it")
     return [Path(out) / m.name for m in models]
