@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import triton
 import triton.language as tl
 
-from plugins.grid_sample.kernel import MODE_IDS, PADDING_IDS, sample_at
+from plugins.grid_sample.kernel import MODE_IDS, PADDING_IDS, output_index, sample_at
 
 if TYPE_CHECKING:
     import torch
@@ -46,12 +46,7 @@ def affine_grid_sample_kernel(
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     lane_mask = offs < N * C * Ho * Wo
-    wo = offs % Wo
-    t = offs // Wo
-    ho = t % Ho
-    t = t // Ho
-    c = t % C
-    n = t // C
+    n, c, ho, wo = output_index(offs, C, Ho, Wo)
     th = theta_ptr + n * 6
     t00 = tl.load(th, mask=lane_mask, other=0.0).to(tl.float32)
     t01 = tl.load(th + 1, mask=lane_mask, other=0.0).to(tl.float32)

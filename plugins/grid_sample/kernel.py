@@ -106,6 +106,16 @@ def _bicubic_row(x_ptr, base, ty, x0, wx0, wx1, wx2, wx3, H, W, lane_mask, PAD: 
 
 
 @triton.jit
+def output_index(offs, C, Ho, Wo):
+    """(n, c, ho, wo) of flat NCHW output offsets: one lane per output element in both sampling kernels."""
+    wo = offs % Wo
+    t = offs // Wo
+    ho = t % Ho
+    t = t // Ho
+    return t // C, t % C, ho, wo
+
+
+@triton.jit
 def sample_at(x_ptr, base, gx, gy, H, W, lane_mask, MODE: tl.constexpr, PAD: tl.constexpr, ALIGN: tl.constexpr):
     """Sample image ``base`` of x at normalised (gx, gy); returns FP32."""
     ix = unnormalize(gx, W, ALIGN)
@@ -167,12 +177,7 @@ def grid_sample_kernel(
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     lane_mask = offs < N * C * Ho * Wo
-    wo = offs % Wo
-    t = offs // Wo
-    ho = t % Ho
-    t = t // Ho
-    c = t % C
-    n = t // C
+    n, c, ho, wo = output_index(offs, C, Ho, Wo)
     g = ((n * Ho + ho) * Wo + wo) * 2
     gx = tl.load(grid_ptr + g, mask=lane_mask, other=0.0).to(tl.float32)
     gy = tl.load(grid_ptr + g + 1, mask=lane_mask, other=0.0).to(tl.float32)
