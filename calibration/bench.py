@@ -13,7 +13,6 @@ processes on the machine slow both alike, which keeps the ratio meaningful.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -49,30 +48,6 @@ def export(name: str, size: int | None, folder: Path, weights: Path | None = Non
     return result.path
 
 
-def latency(models: dict[str, Any], shape: tuple[int, ...], runs: int, warmup: int = 5) -> dict[str, float]:
-    """Median milliseconds per batch-1 run, sessions timed alternately so that load affects each alike."""
-    import onnxruntime as ort
-
-    sessions = {}
-    for label, model in models.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        sessions[label] = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    name = next(iter(sessions.values())).get_inputs()[0].name
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for i in range(warmup + runs):
-        order = list(sessions) if i % 2 == 0 else list(reversed(sessions))
-        for label in order:
-            t = time.perf_counter()
-            sessions[label].run(None, {name: x})
-            if i >= warmup:
-                times[label].append((time.perf_counter() - t) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def bench(
     names: list[str],
     size: int | None,
@@ -84,6 +59,7 @@ def bench(
 ) -> list[dict[str, Any]]:
     import onnx
 
+    from calibration.kernel_timing import interleaved_medians
     from calibration.precision import apply_precision
 
     rows = []
@@ -128,7 +104,7 @@ def bench(
                 timed["int8-ort-gates"] = result.model
             if runs:
                 shape = (1, *row["shape"])
-                ms = latency(timed, shape, runs)
+                ms = interleaved_medians(timed, shape, runs)
                 row["latency_ms"] = {k: round(v, 3) for k, v in ms.items()}
                 row["speedup"] = round(ms["fp32"] / ms["int8-ort"], 2)
                 if gates:

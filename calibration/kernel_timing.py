@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,8 @@ def conv_times(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool
     key = (attrs, tuple(x_shape), tuple(w_shape), has_bias, runs)
     if key not in _CACHE:
         fp32, int8 = _models(node, [1, *x_shape[1:]], w_shape, has_bias)
-        _CACHE[key] = _time_pair(fp32, int8, [1, *x_shape[1:]], runs, warmup)
+        ms = interleaved_medians({"fp32": fp32, "int8": int8}, [1, *x_shape[1:]], runs, warmup)
+        _CACHE[key] = ms["fp32"], ms["int8"]
     return _CACHE[key]
 
 
@@ -71,21 +73,22 @@ def _models(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool) -
     return fp32, ort_style(fp32, table, [], []).model
 
 
-def _time_pair(fp32: Any, int8: Any, x_shape: list[int], runs: int, warmup: int) -> tuple[float, float]:
+def interleaved_medians(models: dict[str, Any], shape: Sequence[int], runs: int, warmup: int = 5) -> dict[str, float]:
+    """Median milliseconds per run of each model on one seeded input, one thread, the sessions alternated run
+    by run (the order reversed every other run) so that machine load affects each alike."""
     from calibration.graph import session
 
-    x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32)
-    sessions = [session(fp32, threads=1), session(int8, threads=1)]
-    for s in sessions:
-        for _ in range(warmup):
-            s.run(None, {"x": x})
-    times: list[list[float]] = [[], []]
-    for i in range(runs):  # alternate, so machine load hits both alike
-        for j in (0, 1) if i % 2 == 0 else (1, 0):
+    sessions = {label: session(model, threads=1) for label, model in models.items()}
+    x = np.random.default_rng(0).standard_normal(tuple(shape)).astype(np.float32)
+    name = next(iter(sessions.values())).get_inputs()[0].name
+    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for i in range(warmup + runs):
+        for label in list(sessions) if i % 2 == 0 else list(reversed(sessions)):
             t = time.perf_counter()
-            sessions[j].run(None, {"x": x})
-            times[j].append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
+            sessions[label].run(None, {name: x})
+            if i >= warmup:
+                times[label].append((time.perf_counter() - t) * 1e3)
+    return {label: statistics.median(v) for label, v in times.items()}
 
 
 # PSA's branch convolutions (k, groups) on ResNet-50 stage shapes (channels in, map size); out = in / 4.

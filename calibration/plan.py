@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from calibration import kernel_timing
 from calibration.graph import GraphIndex
 from deploy.errors import UserError
 
@@ -422,10 +423,8 @@ def ort_slow_kernels(index: GraphIndex, plan: Plan, measure: bool = True) -> lis
         if timed is None:
             why = f"{what}: ONNX Runtime's int8 kernel for it can be several times slower than FP32"
         else:
-            from calibration.kernel_timing import MIN_SPEEDUP
-
             fp32_ms, int8_ms = timed
-            faster = fp32_ms >= MIN_SPEEDUP * int8_ms
+            faster = fp32_ms >= kernel_timing.MIN_SPEEDUP * int8_ms
             plan.kernel_timings[node.name] = {"what": what, "fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),
                                               "choice": "int8" if faster else "float"}  # fmt: skip
             if faster:
@@ -438,14 +437,12 @@ def ort_slow_kernels(index: GraphIndex, plan: Plan, measure: bool = True) -> lis
 
 def _conv_times(index: GraphIndex, node: Any) -> tuple[float, float] | None:
     """(fp32 ms, int8 ms) of ``node`` alone, or None where its shapes are not all known."""
-    from calibration.kernel_timing import conv_times
-
     x = index.shapes.get(node.input[0])
     w = index.shapes.get(node.input[1]) if node.input[1] in index.constants else None
     if not x or not w or any(d is None for d in x[1:]) or any(d is None for d in w):
         return None
     try:
-        return conv_times(node, [1, *x[1:]], list(w), len(node.input) > 2 and bool(node.input[2]))  # type: ignore[list-item]
+        return kernel_timing.conv_times(node, [1, *x[1:]], list(w), len(node.input) > 2 and bool(node.input[2]))  # type: ignore[list-item]
     except Exception:  # noqa: BLE001  timing is an optimisation: any failure falls back to the rule
         return None
 
