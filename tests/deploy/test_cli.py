@@ -38,6 +38,15 @@ def exported(tmp_path_factory):
     return out
 
 
+def perturbed_copy(onnx_path, dest):
+    """``onnx_path`` with 0.05 added to its first conv weight: a model that fails fp32 parity."""
+    proto = onnx.load(str(onnx_path))
+    init = next(i for i in proto.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.05, init.name))
+    onnx.save(proto, str(dest))
+    return dest
+
+
 def test_help_is_fast_and_does_not_import_heavy_libraries():
     heavy = "('torch', 'onnx', 'onnxruntime', 'tensorrt')"
     code = f"import sys, deploy.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
@@ -73,11 +82,7 @@ def test_parity_on_a_zoo_name():
 
 
 def test_parity_failure_exits_1(exported, tmp_path):
-    proto = onnx.load(str(exported))
-    init = next(i for i in proto.graph.initializer if numpy_helper.to_array(i).ndim == 4)
-    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.05, init.name))
-    broken = tmp_path / "broken.onnx"
-    onnx.save(proto, str(broken))
+    broken = perturbed_copy(exported, tmp_path / "broken.onnx")
     result = invoke("parity", broken, "--json", tmp_path / "p.json")
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and not json.loads((tmp_path / "p.json").read_text())["passed"]
@@ -221,11 +226,7 @@ def test_parity_of_a_bundle_with_io_junit_and_layerwise(tmp_path):
 
 
 def test_failing_parity_runs_the_layerwise_search(exported, tmp_path):
-    proto = onnx.load(str(exported))
-    init = next(i for i in proto.graph.initializer if numpy_helper.to_array(i).ndim == 4)
-    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.05, init.name))
-    broken = tmp_path / "broken.onnx"
-    onnx.save(proto, str(broken))
+    broken = perturbed_copy(exported, tmp_path / "broken.onnx")
     result = invoke("parity", broken, "--model", TINY, "--json", tmp_path / "p.json")
     assert result.exit_code == 1
     assert "layerwise" in json.loads((tmp_path / "p.json").read_text())

@@ -20,8 +20,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import deploy.runtime.trt as rt_mod
-from deploy import cuda_mem
 from deploy.build import io_specs
 from deploy.bundle import BundleWriter, IOSpec, Manifest
 from deploy.device import gpu_status
@@ -34,17 +32,13 @@ from deploy.trt_build import (
     match_network_inputs,
     profile_shapes,
 )
-from tests.deploy.trt_fakes import CACHE_MAGIC, FAKE_STATE, FakeBuilder, FakeCudart, fake_tensorrt
+from tests.deploy.trt_fakes import CACHE_MAGIC, FAKE_STATE, FakeBuilder, FakeCudart, fake_tensorrt, installed
 
 
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Any:
-    cud = FakeCudart(cc=(8, 6))
-    old = cuda_mem.use_cudart(cud)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("11.4.0.106", cudart=cud))
-    monkeypatch.setattr(rt_mod, "_LOGGER", None)
-    yield cud
-    cuda_mem.use_cudart(old)
+    with installed(monkeypatch) as cud:
+        yield cud
 
 
 def tiny_onnx(path: Path, op: str = "Relu", batch: str | int = "batch") -> Path:

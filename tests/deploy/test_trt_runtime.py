@@ -24,7 +24,15 @@ from deploy.device import gpu_status
 from deploy.engine import Engine
 from deploy.errors import UserError
 from deploy.runtime.trt import TrtRuntime, check_plan_compat, np_dtype, version_tuple
-from tests.deploy.trt_fakes import FAKE_STATE, DataType, FakeCudart, cudaError_t, fake_tensorrt, plan_bytes
+from tests.deploy.trt_fakes import (
+    FAKE_STATE,
+    DataType,
+    FakeCudart,
+    cudaError_t,
+    fake_tensorrt,
+    installed,
+    plan_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 X_IN = {"name": "x", "dtype": "FLOAT", "shape": [-1, 3, 4, 4], "min": [1, 3, 4, 4], "max": [8, 3, 4, 4]}
@@ -36,12 +44,8 @@ OUTS = [
 
 @pytest.fixture
 def cud(monkeypatch: pytest.MonkeyPatch) -> Any:
-    fake = FakeCudart(cc=(8, 6))
-    old = cuda_mem.use_cudart(fake)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("11.4.0.106", cudart=fake))
-    monkeypatch.setattr(rt_mod, "_LOGGER", None)
-    yield fake
-    cuda_mem.use_cudart(old)
+    with installed(monkeypatch) as fake:
+        yield fake
 
 
 def make_manifest(plan: bytes, **build: Any) -> Manifest:

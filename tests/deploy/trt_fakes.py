@@ -13,13 +13,14 @@ two axes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import json
 import threading
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -615,6 +616,25 @@ def fake_tensorrt(version: str = "11.4.0.106", cudart: FakeCudart | None = None)
         flags["STRONGLY_TYPED"] = 1
     m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", flags)  # type: ignore[attr-defined]
     return m
+
+
+@contextlib.contextmanager
+def installed(monkeypatch: Any, version: str = "11.4.0.106", cc: tuple[int, int] = (8, 6)) -> Iterator[FakeCudart]:
+    """Fake cuda-python and ``tensorrt`` in place of the real ones (and a fresh TensorRT logger) while in use;
+    yields the fake CUDA runtime."""
+    import sys
+
+    import deploy.runtime.trt as rt_mod
+    from deploy import cuda_mem
+
+    cudart = FakeCudart(cc=cc)
+    old = cuda_mem.use_cudart(cudart)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, cudart=cudart))
+    monkeypatch.setattr(rt_mod, "_LOGGER", None)
+    try:
+        yield cudart
+    finally:
+        cuda_mem.use_cudart(old)
 
 
 def plan_bytes(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], **extra: Any) -> bytes:
