@@ -88,11 +88,12 @@ def report_model(name: str, config: str | None, threads: int, iterations: int, f
     paths = {"fp32": fp32_path, "bf16": fp32_path, "int8": int8_path}
 
     runners = {(b, p): direct_runner(b, p, paths[p], threads) for b, p in DIRECT}
-    input_name = graph_inputs(onnx.load(str(fp32_path), load_external_data=False))[0].name
+    fp32 = onnx.load(str(fp32_path))  # read once: for its inputs and its FLOPs
+    inputs = graph_inputs(fp32)
+    input_name = inputs[0].name
 
     # Parity of each direct configuration against direct ORT fp32, on held-out real images.
-    _, held_out = load_split(graph_inputs(onnx.load(str(fp32_path))),
-                             CalibrationConfig.from_dict({"count": 1, "eval_count": eval_count}))  # fmt: skip
+    _, held_out = load_split(inputs, CalibrationConfig.from_dict({"count": 1, "eval_count": eval_count}))
     samples = next(iter(held_out.arrays.values()))
 
     def outputs(run: Any) -> np.ndarray:
@@ -113,7 +114,7 @@ def report_model(name: str, config: str | None, threads: int, iterations: int, f
     finally:
         if chosen.close:
             chosen.close()
-    flops = count_flops(fp32_path, {input_name: tuple(shape)}).total
+    flops = count_flops(fp32, {input_name: tuple(shape)}).total
     peak = cpu_peak().for_cores(threads)
     rows = []
     for m in measured:
