@@ -38,6 +38,9 @@ kernel_timing      INT8, ORT layout: time each grouped or dilated convolution al
 fp16_range_check   FP16: run the calibration data through the FP32 model and keep FP32 every tensor whose
                    |x| exceeds ``fp16_limit`` (true)
 fp16_limit         that bound (16384: FP16's largest finite value is 65504; a 4× margin for unseen inputs)
+cpu_target         INT8 (ORT layout): the CPU the bundle is for: ``native`` (this one: 7-bit weights where its
+                   u8×s8 kernels saturate, i.e. x86 without VNNI), ``portable`` (7-bit weights: right on every
+                   CPU), ``vnni`` (full 8-bit weights for VNNI/AMX/ARM CPUs) (native); see deploy/cpu.py
 sensitivity        INT8: ``true`` or a budget ``{"min_cosine": 0.99, "max_top1_drop": 1.0, "max_excluded": N}``:
                    measure each quantized node's effect and exclude the worst until the budget holds
                    (top-1 drop in percentage points, measured as disagreement with FP32) (off)
@@ -84,6 +87,7 @@ KEYS = (
     "sensitivity",
     "quantize_gates",
     "kernel_timing",
+    "cpu_target",
 )
 
 
@@ -122,6 +126,7 @@ class CalibrationConfig:
     fp16_range_check: bool = True
     fp16_limit: float = 16384.0
     sensitivity: Budget | None = None
+    cpu_target: str = "native"
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> CalibrationConfig:
@@ -177,6 +182,13 @@ class CalibrationConfig:
         if options.get("exclude"):
             names = options["exclude"]
             kw["exclude"] = tuple(names.split(",") if isinstance(names, str) else (str(n) for n in names))
+        if options.get("cpu_target") is not None:
+            from deploy.cpu import CPU_TARGETS
+
+            target = str(options["cpu_target"]).lower()
+            if target not in CPU_TARGETS:
+                raise UserError(f"unknown cpu_target '{options['cpu_target']}': choose {', '.join(CPU_TARGETS)}")
+            kw["cpu_target"] = target
         if options.get("sensitivity") not in (None, False):
             kw["sensitivity"] = _budget(options["sensitivity"])
         return cls(**kw)

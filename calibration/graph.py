@@ -293,15 +293,26 @@ def uses_custom_ops(model: onnx.ModelProto) -> bool:
 
 
 def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True) -> Any:
-    """An ONNX Runtime CPU session; attnx custom nodes run through the plugins package."""
+    """An ONNX Runtime CPU session that computes what ``model`` computes on its target.
+
+    INT8 graphs go through :func:`calibration.int8_numerics.cpu_form` (TensorRT layout as exact fake-quant;
+    U8U8 kernels where this CPU would saturate full 8-bit weights); attnx custom nodes run through the
+    plugins package.
+    """
     import onnxruntime as ort
 
+    from calibration.int8_numerics import cpu_form
+
+    form = cpu_form(model)
+    model = form.model
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for key, value in form.session_config.items():
+        options.add_session_config_entry(key, value)
     if uses_custom_ops(model):
         from plugins.ort import create_session
 

@@ -156,6 +156,10 @@ def apply_precision(
             ort_slow_kernels(index, plan, measure=cfg.kernel_timing)
             if plan.kernel_timings:  # what was measured, both ways: a rebuild under other load may choose otherwise
                 plan_out["kernel_timing"] = plan.kernel_timings
+        from deploy.cpu import int8_recipe
+
+        # TensorRT accumulates in int32: only the CPU layout depends on the CPU's kernels.
+        recipe = int8_recipe(cfg.cpu_target if style == "ort" else "vnni")
         if cfg.quantize_gates:
             plan.int8_allowed.add("sigmoid_gate")
             notes.append("sigmoid gates quantized on request (quantize_gates): their calibrated ranges are used")
@@ -168,7 +172,7 @@ def apply_precision(
         def build(exclude: list[str]) -> Any:
             # nodes excluded later (sensitivity) are not in the plan yet: they read float inputs too
             float_inputs = [n for n in exclude if n in strict or n not in plan.decisions]
-            return quantize(model, table, exclude, style, float_inputs)
+            return quantize(model, table, exclude, style, float_inputs, recipe.weight_bits)
 
         if cfg.sensitivity is not None and held.count:
             from calibration.sensitivity import search
@@ -206,9 +210,10 @@ def apply_precision(
             result = build(excluded)
         baked = result.model
         notes.extend(result.notes)
+        plan_out["cpu"] = int8_cpu_record(baked, recipe)
         entries = plan.entries(int8=True)
         plan_out.update(
-            converter=_int8_converter(style),
+            converter=_int8_converter(style, recipe.weight_bits),
             excluded=entries,
             quantized=result.quantized,
             counts={**_counts(entries, len(model.graph.node)), "quantized": len(result.quantized), **count_qdq(baked)},
@@ -227,6 +232,18 @@ def apply_precision(
         with open(check_inputs, "wb") as f:
             np.savez(f, **held.arrays)  # type: ignore[arg-type]  # numpy's stub: a key could be allow_pickle
     return PrecisionResult(baked, plan_out, table_path, info, notes, check_inputs)
+
+
+def int8_cpu_record(baked: onnx.ModelProto, recipe: Any) -> dict[str, Any]:
+    """What an INT8 graph was built for and checked on: the recipe, the CPU, the saturation proof, the kernels."""
+    from calibration.int8_numerics import cpu_form, saturation_proof
+
+    return {
+        "recipe": recipe.to_dict(),
+        "verified_on": recipe.built_on.to_dict(),
+        "saturation": saturation_proof(baked).to_dict(),
+        "check_kernels": cpu_form(baked, recipe.built_on).description,
+    }
 
 
 def float_input_nodes(plan: Any) -> set[str]:
@@ -285,12 +302,13 @@ def _info(table: CalibrationTable, hit: bool, data: CalibrationData, cache_dir: 
     }
 
 
-def _int8_converter(style: str) -> str:
+def _int8_converter(style: str, weight_bits: int = 8) -> str:
     from importlib.metadata import version
 
     if style == "ort":
+        weights = "7-bit s8 (reduce_range)" if weight_bits == 7 else "s8"
         return (
-            f"onnxruntime {version('onnxruntime')} quantize_static (QDQ, u8 activations / s8 per-channel "
+            f"onnxruntime {version('onnxruntime')} quantize_static (QDQ, u8 activations / {weights} per-channel "
             "weights) from the attnx table"
         )
     return (

@@ -87,11 +87,15 @@ def quantize(
     exclude: list[str],
     style: str,
     float_inputs: list[str] | None = None,
+    weight_bits: int = 8,
 ) -> QuantResult:
     """Quantize all but ``exclude``; ``float_inputs`` (ORT style): excluded nodes that must read float inputs.
 
     Without ``float_inputs``, every excluded node reads float where its input comes from another excluded
     node (a float island stays float), and may read a quantized tensor otherwise (see ``ort_style``).
+    ``weight_bits`` (ORT style): 7 writes s8 weights in [-64, 64] (``reduce_range``), which cannot saturate
+    the u8×s8 kernels of x86 CPUs without VNNI (see :mod:`deploy.cpu`); 8 uses the full range. TensorRT
+    accumulates in int32, so its layout always uses 8.
     """
     if style not in STYLES:
         raise UserError(f"unknown Q/DQ style '{style}': choose {', '.join(STYLES)}")
@@ -100,13 +104,15 @@ def quantize(
         raise UserError(
             f"INT8 needs opset ≥ 13 (per-channel QuantizeLinear); the model has {opset}: re-export with --opset 17"
         )
+    if weight_bits not in (7, 8):
+        raise UserError(f"weight_bits must be 7 or 8, got {weight_bits}")
     if style == "ort":
-        return ort_style(model, table, exclude, float_inputs or [])
+        return ort_style(model, table, exclude, float_inputs or [], weight_bits)
     return trt_style(model, table, exclude)
 
 
 def ort_style(
-    model: onnx.ModelProto, table: CalibrationTable, exclude: list[str], float_inputs: list[str]
+    model: onnx.ModelProto, table: CalibrationTable, exclude: list[str], float_inputs: list[str], weight_bits: int = 8
 ) -> QuantResult:
     """ONNX Runtime CPU layout via ``quantize_static``, fed attnx's ranges through ORT's calibration cache.
 
@@ -129,6 +135,7 @@ def ort_style(
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     model, aliases = spatial_means_as_pools(model)
+    unshared = unshare_weights(model, names_to_skip=set(exclude))
     pooled = len(aliases)
     ranges = {
         name: TensorData(lowest=np.array(r.lo, np.float32), highest=np.array(r.hi, np.float32))
@@ -154,7 +161,7 @@ def ort_style(
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=ORT_OP_TYPES,
                 per_channel=True,
-                reduce_range=False,
+                reduce_range=weight_bits == 7,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=[n for n in exclude if n in names],
@@ -166,10 +173,41 @@ def ort_style(
     del qmodel.graph.value_info[:]
     restored = restore_float_inputs(qmodel, model, set(float_inputs), set(exclude))
     notes = [f"gave {restored} input(s) of excluded nodes back their float tensors"] if restored else []
+    if unshared:
+        notes.append(f"{unshared} weight(s) shared by several nodes were given one copy per node (ONNX Runtime's "
+                     "U8U8 kernels re-pack each quantized weight in place)")
     if pooled:
         notes.append(f"{pooled} spatial ReduceMean(s) became pooling (ORT runs QLinear[Global]AveragePool in int8)")
     quantized = quantized_nodes(qmodel, names - set(exclude), set(ORT_OP_TYPES))
     return QuantResult(finish_model(qmodel, model), quantized, notes)
+
+
+def unshare_weights(model: onnx.ModelProto, names_to_skip: set[str]) -> int:
+    """Give every quantizable node its own copy of a weight initializer it shares with another node.
+
+    CBAM's channel MLP applies one weight to two pooled vectors. Quantized, the two nodes then read one
+    DequantizeLinear, and ONNX Runtime's U8U8 path (which re-packs a quantized weight into u8 under its own
+    name) refuses the graph ("Attempt to replace the existing tensor"). In place; returns the copies made.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    seen: dict[str, int] = {}
+    copies = 0
+    for node in model.graph.node:
+        if node.name in names_to_skip or node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        for k, name in enumerate(node.input[1:2], start=1):
+            if name not in inits:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] == 1:
+                continue
+            copy = numpy_helper.from_array(numpy_helper.to_array(inits[name]), f"{name}__{_safe(node.name)}")
+            model.graph.initializer.append(copy)
+            node.input[k] = copy.name
+            copies += 1
+    return copies
 
 
 def spatial_means_as_pools(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:

@@ -24,14 +24,15 @@ class Accuracy:
     samples: int
 
 
-def evaluate_bundle(bundle: Path, dataset: str = "digits", batch_size: int = 8, threads: int | None = None) -> Accuracy:
+def evaluate_bundle(bundle: Path, dataset: str = "digits", batch_size: int = 8, threads: int | None = None,
+                    allow_failed_parity: bool = False) -> Accuracy:  # fmt: skip
     """Top-1 of a classifier bundle on ``dataset``'s test split, fed in batches within the bundle's profile."""
     from deploy.engine import Engine
     from exporters.digits import digits
 
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset '{dataset}': choose one of {', '.join(DATASETS)}")
-    with Engine.load(bundle, threads=threads) as engine:
+    with Engine.load(bundle, threads=threads, allow_failed_parity=allow_failed_parity) as engine:
         spec = engine.inputs[0]
         if len(spec.shape) != 4 or not all(isinstance(d, int) for d in spec.shape[1:]):
             raise UserError(f"{bundle} takes input {spec.shape}: accuracy needs a fixed C×H×W image input")

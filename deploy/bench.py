@@ -398,12 +398,13 @@ def torch_target(model: Any, input_names: Sequence[str], name: str = "torch eage
 
 
 def bundle_target(
-    bundle: str | Path, threads: int | None, cuda_graph: bool = True, name: str | None = None
+    bundle: str | Path, threads: int | None, cuda_graph: bool = True, name: str | None = None,
+    allow_failed_parity: bool = False,
 ) -> BenchTarget:
     """An ``Engine`` of any backend and precision. A runtime with ``run_timed`` gives device-side times."""
     from deploy.engine import Engine
 
-    engine = Engine.load(bundle, threads=threads)
+    engine = Engine.load(bundle, threads=threads, allow_failed_parity=allow_failed_parity)
     m = engine.manifest
     profile = m.inputs[0].profile
     dynamic = isinstance(m.inputs[0].shape[0], str)
@@ -447,12 +448,15 @@ def run_bench(
     weights: Path | None = None,
     torch_reference: bool = True,
     progress: Callable[[str], None] | None = None,
+    allow_failed_parity: bool = False,
 ) -> BenchResult:
     """Benchmark PyTorch eager (unless ``torch_reference`` is False) and each bundle, side by side.
 
-    ``model`` defaults to the model the bundles were built from. All bundles must come from one model.
+    ``model`` defaults to the model the bundles were built from, when that is a zoo model (a name read
+    from a manifest never imports code: pass ``model`` for any other). All bundles must come from one model.
+    Bundles whose build-time parity failed are refused unless ``allow_failed_parity``.
     """
-    from deploy.bundle import load_manifest
+    from deploy.bundle import check_recorded_parity, load_manifest
 
     options = options or BenchOptions()
     options.validate()
@@ -461,6 +465,8 @@ def run_bench(
     if not bundles and not torch_reference:
         raise UserError("nothing to benchmark: --no-torch leaves no backend when no bundle is given")
     manifests = [load_manifest(Path(b)) for b in bundles]
+    for b, m in zip(bundles, manifests):  # before any engine or model is built
+        check_recorded_parity(Path(b), m, allow_failed_parity, quiet=True)  # Engine.load warns
     names = [f"{m.backend} {m.precision}" for m in manifests]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:  # two bundles of one kind: tell them apart by folder name
@@ -468,6 +474,14 @@ def run_bench(
     spec = model or _bundle_model(bundles, manifests)
     if spec is None and torch_reference:
         raise UserError("the bundles do not name their model: pass --model, or --no-torch to time the engines only")
+    if model is None and spec is not None and torch_reference:
+        from exporters.registry import is_zoo_name
+
+        if not is_zoo_name(spec):
+            shown = spec if spec.isprintable() and len(spec) <= 120 else ascii(spec[:120])
+            raise UserError(f"the bundles name model '{shown}', which is not a zoo model; attnx never imports code "
+                            f"named by a file: pass --model {shown} if you trust it, or --no-torch to time the "
+                            "engines only")  # fmt: skip
     prepared = None
     if torch_reference or not manifests:
         from deploy.pipeline import prepare_model
@@ -493,7 +507,8 @@ def run_bench(
                 torch.set_num_threads(options.threads)
             targets.append(torch_target(prepared.model, [input_name]))
         for b, n in zip(bundles, names):
-            targets.append(bundle_target(b, options.threads, options.cuda_graph, name=n))
+            targets.append(bundle_target(b, options.threads, options.cuda_graph, name=n,
+                                         allow_failed_parity=allow_failed_parity))  # fmt: skip
         flops_info, flops_by_batch = _count_flops(manifests, bundles, prepared, input_name, chw, options.batches)
         notes.extend(flops_info.pop("notes", []))
         cpu, gpus = _peaks(options, targets)

@@ -196,18 +196,29 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
 def _fp32_onnx(source: str, work: Path, options: BuildOptions, model_spec: str | None, config: str | None,
                weights: Path | None, backend: str) -> tuple[PreparedModel | None, Path]:  # fmt: skip
     """The fp32 ONNX to build from, and the PyTorch reference when one can be had."""
+    from deploy.errors import warn
+    from deploy.onnx_files import copy_model
     from deploy.pipeline import export_model, full_input_shape, prepare_from_onnx, prepare_model
     from exporters.export import ExportOptions, read_metadata
+    from exporters.registry import is_zoo_name
 
     if source.endswith(".onnx") or Path(source).is_file():
         path = Path(source)
         if not path.is_file():
             raise UserError(f"ONNX file not found: {path}")
         meta = read_metadata(path) if _readable_onnx(path) else {}
-        has_reference = bool(model_spec or meta.get("attnx.model"))
+        named = meta.get("attnx.model")
+        if model_spec is None and named and not is_zoo_name(named):
+            # A name read from the file selects a zoo model only; the fp32 ONNX is the reference instead.
+            shown = named if named.isprintable() and len(named) <= 120 else ascii(named[:120])
+            warn(f"{path} names model '{shown}', which is not a zoo model; attnx never imports code named by a "
+                 f"file, so the engine is checked against the fp32 ONNX (pass --model {shown} to check it "
+                 "against PyTorch)")  # fmt: skip
+            named = None
+        has_reference = bool(model_spec or named)
         prepared = prepare_from_onnx(path, model_spec, config, weights) if has_reference else None
         local = work / "fp32.onnx"
-        shutil.copyfile(path, local)
+        copy_model(path, local)  # with its external data read in: the work folder holds one whole model
         return prepared, local
     prepared = prepare_model(source, config=config, weights=weights)
     shape = full_input_shape(prepared, options.input_shape)
@@ -218,12 +229,10 @@ def _fp32_onnx(source: str, work: Path, options: BuildOptions, model_spec: str |
 
 
 def _readable_onnx(path: Path) -> bool:
-    import onnx
+    """A readable ONNX file whose external data, if any, lies beside it (else one line naming the problem)."""
+    from deploy.onnx_files import checked_metadata
 
-    try:
-        onnx.load(str(path), load_external_data=False)
-    except Exception:  # DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?)") from None
+    checked_metadata(path)
     return True
 
 
@@ -333,14 +342,20 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         "fp32_onnx_sha256": sha256_file(fp32_path),
         "reference": "torch" if prepared else "onnxruntime fp32",
     }
-    if check_inputs is not None:
-        build_info["check_inputs"] = str(check_inputs)  # held-out real samples (not a bundle file)
+    from deploy.cpu import detect
+    from deploy.pipeline import record_held_out
+
+    # INT8: the recipe, the CPU it was verified on and the saturation proof; else the build CPU's features
+    cpu = (precision_plan or {}).get("cpu") or {"verified_on": detect().to_dict()}
+    # Checked on held-out samples of the calibration data (when it had some): recorded so that `attnx parity`
+    # rebuilds the same samples anywhere; else seeded random inputs.
+    parity_inputs = record_held_out(options.calibration) if check_inputs is not None else {"kind": "seeded"}
     return Manifest(
         backend=backend, precision=options.precision, source=source,
         opset=next((o.version for o in baked.opset_import if o.domain in ("", "ai.onnx")), 0),
         inputs=inputs, outputs=outputs, files=files, precision_plan=precision_plan,
         calibration=calibration_info, plugins=plugins, libraries=library_versions(), device=device,
-        build=build_info, notes=notes,
+        build=build_info, notes=notes, cpu=cpu, parity_inputs=parity_inputs,
     )  # fmt: skip
 
 
@@ -372,29 +387,24 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
     from deploy.backends.torch_runner import TorchRunner
     from deploy.engine import Engine
     from deploy.parity import ParityReport, policy
-    from deploy.pipeline import compare_backends, parity_feeds
+    from deploy.pipeline import compare_backends, held_out_feeds, parity_feeds
 
     specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
     first = manifest.inputs[0]
     opt_shape = tuple(first.profile["opt"]) if first.profile else None
     batches = [b for b in options.parity_batches if b <= options.max_batch] or [1]
-    # A reduced-precision engine calibrated on real data is judged on held-out samples of that data:
-    # random noise lies outside the calibrated ranges and says nothing about real inputs.
-    check_inputs = manifest.build.pop("check_inputs", None)
-    held_out = Path(check_inputs) if check_inputs else None
-    feeds, source = parity_feeds(specs, prepared, batches, opt_shape, held_out, options.seed)
-    if held_out is not None:
-        source = f"held-out samples of the calibration source ({(manifest.calibration or {}).get('source', '?')})"
-        # One case over every held-out sample (top-1 agreement over 8 would move in steps of 12.5 %),
-        # except where a TensorRT profile bounds the batch.
-        feeds = _chunks(feeds[0][1], options.max_batch) if manifest.backend == "trt" else [
-            (f"held-out ({next(iter(feeds[0][1].values())).shape[0]} samples)", feeds[0][1])]  # fmt: skip
+    # A reduced-precision engine calibrated on real data is judged on held-out samples of that data (random
+    # noise lies outside the calibrated ranges): the same decision `attnx parity BUNDLE` makes.
+    if manifest.parity_inputs.get("kind") == "held_out":
+        feeds, source = held_out_feeds(manifest, bundle_dir / manifest.files["reference"])
+    else:
+        feeds, source = parity_feeds(specs, prepared, batches, opt_shape, None, options.seed)
+    engine = Engine(bundle_dir, manifest, _open(bundle_dir, manifest, options))
     report = ParityReport(
         model=str(manifest.source.get("model") or fp32_path.name), reference=manifest.source["reference"],
-        candidate=f"{manifest.backend} {manifest.precision} bundle", precision=manifest.precision,
-        tolerance=policy(manifest.precision), input_source=source,
+        candidate=f"{manifest.backend} {manifest.precision} bundle ({engine.info['kernels']})",
+        precision=manifest.precision, tolerance=policy(manifest.precision), input_source=source,
     )  # fmt: skip
-    engine = Engine(bundle_dir, manifest, _open(bundle_dir, manifest, options))
     try:
         if prepared is not None:
             runner = TorchRunner(prepared.model, specs, [o.name for o in manifest.outputs])
@@ -403,13 +413,6 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
             return compare_backends(fp32.infer, engine, feeds, report)
     finally:
         engine.close()
-
-
-def _chunks(feed: dict[str, Any], size: int) -> list[tuple[str, dict[str, Any]]]:
-    """Split a feed along the batch axis into cases of at most ``size`` samples (the engine's profile)."""
-    n = next(iter(feed.values())).shape[0]
-    return [(f"held-out {i}–{min(i + size, n) - 1}", {k: v[i : i + size] for k, v in feed.items()})
-            for i in range(0, n, size)]  # fmt: skip
 
 
 def _open(bundle_dir: Path, manifest: Manifest, options: BuildOptions) -> Any:

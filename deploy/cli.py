@@ -23,7 +23,8 @@ class _AttnxGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # messages quote names read from files: print them, never style them
+            err_console.print(f"[bold red]error:[/] {escape_markup(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
@@ -41,10 +42,25 @@ console = Console(width=None if sys.stdout.isatty() else 150)  # piped tables ke
 TARGET_HELP = "deployment target for the op report: ort, trt8.6, trt10, trt11"
 
 
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def _shape(text: str | None) -> tuple[int, ...] | None:
     from deploy.inputs import parse_shape
 
     return parse_shape(text) if text else None
+
+
+def _calibration(calib: list[str] | None, cpu_target: str) -> dict:
+    """``--calib KEY=VALUE`` items plus ``--cpu-target`` as one calibration options dict."""
+    from calibration.config import parse_cli_options
+
+    options = parse_cli_options(calib or [])
+    options.setdefault("cpu_target", cpu_target)
+    return options
 
 
 def _batches(text: str) -> list[int]:
@@ -147,6 +163,10 @@ NUM_CLASSES = typer.Option(None, "--num-classes", help="override the model's num
 INPUT_SHAPE = typer.Option(None, "--input-shape", help="example input NxCxHxW; default: the zoo model's")
 DYNAMIC_BATCH = typer.Option(True, "--dynamic-batch/--static-batch", help="export a dynamic batch axis")
 DYNAMIC_HW = typer.Option(False, "--dynamic-hw", help="also make height and width dynamic")
+CPU_TARGET = typer.Option(
+    "native", "--cpu-target", help="INT8 for which CPU: native (this one), portable (7-bit weights: every CPU), "
+    "vnni (full 8-bit weights for VNNI/AMX/ARM CPUs); see `attnx cpu`"
+)
 OPSET = typer.Option(17, "--opset", help="ONNX opset, 16–20")
 EXPORTER = typer.Option("torchscript", "--exporter", help="torchscript (default: exports the whole zoo) or dynamo")
 SIMPLIFY = typer.Option(True, "--simplify/--no-simplify", help="simplify the graph with onnxslim")
@@ -197,13 +217,18 @@ def export(
 @app.command()
 def parity(
     target: str = typer.Argument(..., help="a model spec (exported on the fly), an .onnx file, or a bundle folder"),
-    model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
+    model: str = typer.Option(
+        None, "--model", help="the PyTorch reference (the file's own name is used only if it is a zoo model)"
+    ),
     config: str = MODEL_CONFIG,
     weights: Path = WEIGHTS,
     batch: str = typer.Option("1,3", "--batch", help="batch sizes to compare, through the dynamic batch axis"),
     input_shape: str = INPUT_SHAPE,
     inputs: Path = typer.Option(None, "--inputs", help=".npy or .npz inputs instead of seeded random ones"),
     seed: int = typer.Option(0, "--seed", help="seed of the random inputs"),
+    seeded: bool = typer.Option(
+        False, "--seeded", help="bundle: seeded random inputs instead of the held-out samples its build checked on"
+    ),
     precision: str = typer.Option(None, "--precision", help="tolerance policy fp32|fp16|int8 (bundle: its own)"),
     atol: float = typer.Option(None, "--atol", help="override the policy's absolute tolerance"),
     rtol: float = typer.Option(None, "--rtol", help="override the policy's relative tolerance"),
@@ -250,17 +275,24 @@ def parity(
     path = Path(target)
     layer_args: dict = {}
     if path.is_dir():
-        from deploy.bundle import load_manifest
+        from deploy.bundle import load_manifest, parity_failed
         from deploy.pipeline import run_bundle_parity
 
         manifest = load_manifest(path)
+        if parity_failed(manifest):
+            err_console.print(f"[yellow]note:[/] the parity check recorded when {path} was built FAILED; "
+                              "checking it again here", highlight=False)  # fmt: skip
         tolerance = POLICIES[precision or manifest.precision].with_overrides(**overrides)
+        notes: list[str] = []
         with console.status("comparing the bundle with its reference...") as status:
             report, reference_onnx = run_bundle_parity(
                 path, tolerance, batches, shape, inputs, seed, threads,
                 progress=lambda label: status.update(f"comparing {label}..."), io_cases=io_cases,
-                saved_feeds=saved_feeds,
+                saved_feeds=saved_feeds, model_spec=model, config=config, weights=weights, notes=notes,
+                seeded=seeded,
             )  # fmt: skip
+        for note in notes:
+            err_console.print(f"[yellow]note:[/] {escape_markup(note)}", highlight=False)
         layer_args = {"bundle": path, "reference_onnx": reference_onnx}
     elif target.endswith(".onnx") or path.is_file():
         from deploy.pipeline import prepare_from_onnx
@@ -372,6 +404,7 @@ def run(
         "fp32,int8", "--precisions", help="bundles to build, e.g. fp32,fp16,int8 ('' to stop after parity)"
     ),
     calib: list[str] = typer.Option(None, "--calib", help="calibration option KEY=VALUE for int8 (repeatable)"),
+    cpu_target: str = CPU_TARGET,
     iterations: int = typer.Option(50, "--iterations", help="timed iterations per backend in the benchmark"),
 ) -> None:
     """The whole pipeline: export → op report → parity → bundles per precision → accuracy → benchmark.
@@ -393,11 +426,7 @@ def run(
     for p in wanted:
         if p not in ("fp32", "fp16", "int8"):
             raise UserError(f"unknown precision '{p}' in --precisions: choose from fp32, fp16, int8")
-    calibration = {}
-    if calib:
-        from calibration.config import parse_cli_options
-
-        calibration = parse_cli_options(calib)
+    calibration = _calibration(calib, cpu_target)
     with console.status(f"[1/3] building {model}..."):
         prepared = prepare_model(model, config=config, weights=weights)
         options = _export_options(prepared, input_shape, 1, True, dynamic_hw, opset, exporter, True)
@@ -443,7 +472,7 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
         if weights is not None and prepared.entry is not None and prepared.entry.task == "classification":
             from deploy.accuracy import evaluate_bundle
 
-            acc = evaluate_bundle(result.bundle)
+            acc = evaluate_bundle(result.bundle, allow_failed_parity=True)  # a failure is reported below
             accuracy_rows.append({"precision": precision, "top1": acc.top1, "correct": acc.correct,
                                   "samples": acc.samples})  # fmt: skip
             top1 = f"{acc.top1:.2f}% ({acc.correct}/{acc.samples})"
@@ -456,7 +485,7 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
         write_json(output_dir / "accuracy.json", {"dataset": "digits test split", "results": accuracy_rows})
     with console.status("[5/5] benchmark: PyTorch eager vs the bundles, interleaved..."):
         bench = run_bench(bundles, model, BenchOptions(batches=(1,), iterations=iterations, threads=1),
-                          config=prepared.config, weights=weights)  # fmt: skip
+                          config=prepared.config, weights=weights, allow_failed_parity=True)  # fmt: skip
     console.print(bench_table(bench))
     write_json(output_dir / "bench.json", bench.to_dict())
     write_text(output_dir / "bench.md", markdown_summary([bench]))
@@ -475,7 +504,9 @@ def build(
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32, fp16, bf16 (OpenVINO), int8, or best (the fastest that passes parity)"
     ),
-    model: str = typer.Option(None, "--model", help="the PyTorch model of an .onnx file not exported by attnx"),
+    model: str = typer.Option(
+        None, "--model", help="the PyTorch reference (the file's own name is used only if it is a zoo model)"
+    ),
     config: str = MODEL_CONFIG,
     weights: Path = WEIGHTS,
     input_shape: str = INPUT_SHAPE,
@@ -495,6 +526,7 @@ def build(
         None, "--calib", help="calibration option KEY=VALUE (repeatable): source=digits|photos|synthetic|DIR|FILE, "
         "count, method=minmax|entropy|percentile, sensitivity=true, ... (see calibration/config.py)"
     ),
+    cpu_target: str = CPU_TARGET,
 ) -> None:
     """Build a bundle: precision-baked ONNX → engine → parity against the fp32 reference → manifest."""
     from deploy.build import BuildOptions, build_bundle
@@ -511,11 +543,7 @@ def build(
         if v is not None
     }  # fmt: skip
     TrtBuildOptions.from_dict(trt_options)  # bad values fail here, before any work
-    calibration = {}
-    if calib:
-        from calibration.config import parse_cli_options
-
-        calibration = parse_cli_options(calib)
+    calibration = _calibration(calib, cpu_target)
     options = BuildOptions(
         backend=backend, precision=precision, input_shape=_shape(input_shape), max_batch=max_batch,
         opset=opset, plugins=plugins, seed=seed, trt=trt_options, calibration=calibration,
@@ -569,6 +597,9 @@ def bench(
     json_out: Path = typer.Option(None, "--json", help="write the results as JSON"),
     markdown: Path = typer.Option(None, "--markdown", help="write a Markdown summary"),
     plot: Path = typer.Option(None, "--plot", help="write a PNG: latency distributions and speed-ups"),
+    allow_failed_parity: bool = typer.Option(
+        False, "--allow-failed-parity", help="run bundles whose build-time parity check failed (warns on each load)"
+    ),
 ) -> None:
     """Time PyTorch eager and bundles side by side, interleaved, with percentiles and roofline context."""
     from deploy.bench import BenchOptions, bench_table, markdown_summary, run_bench
@@ -584,7 +615,8 @@ def bench(
     )  # fmt: skip
     with console.status("benchmarking...") as status:
         result = run_bench(bundles or (), model, options, config=config, weights=weights,
-                           torch_reference=not no_torch, progress=lambda s: status.update(s))  # fmt: skip
+                           torch_reference=not no_torch, progress=lambda s: status.update(s),
+                           allow_failed_parity=allow_failed_parity)  # fmt: skip
     console.print(bench_table(result))
     if json_out:
         write_json(json_out, result.to_dict())
@@ -638,11 +670,11 @@ def precision(
     precision: str = typer.Option(..., "--precision", help="fp16 or int8"),
     style: str = typer.Option("ort", "--style", help="Q/DQ layout: ort (u8/s8, fused by ORT) or trt (symmetric)"),
     calib: list[str] = typer.Option(None, "--calib", help="calibration option KEY=VALUE (repeatable)"),
+    cpu_target: str = CPU_TARGET,
 ) -> None:
     """Bake a precision into an ONNX graph with attnx's attention-aware plan (printed, and saved beside it)."""
     import tempfile
 
-    from calibration.config import parse_cli_options
     from calibration.precision import apply_precision, format_plan
 
     if precision not in ("fp16", "int8"):
@@ -651,7 +683,7 @@ def precision(
         raise UserError(f"unknown --style '{style}': choose ort or trt")
     if not onnx_path.is_file():
         raise UserError(f"ONNX file not found: {onnx_path}")
-    options = parse_cli_options(calib or [])
+    options = _calibration(calib, cpu_target)
     with tempfile.TemporaryDirectory(prefix="attnx-precision-") as tmp, console.status(f"{precision}..."):
         result = apply_precision(onnx_path, precision, style=style, calibration=options, work_dir=Path(tmp))
         written = result.save(output)
@@ -663,10 +695,34 @@ def precision(
 
 
 @app.command()
+def cpu(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """What this CPU's INT8 kernels can do (VNNI or saturating u8×s8 pair sums) and the recipe each target picks.
+
+    ATTNX_CPU_FEATURES overrides the detection (e.g. ``avx2`` for AVX2 without VNNI); see deploy/cpu.py.
+    """
+    import json
+
+    from deploy.cpu import CPU_TARGETS, detect, int8_recipe
+
+    features = detect()
+    recipes = {t: int8_recipe(t, features).to_dict() for t in CPU_TARGETS}
+    if json_out:
+        console.print_json(json.dumps({"cpu": features.to_dict(), "recipes": recipes}))
+        return
+    console.print(f"CPU: {features.describe()} (read from {features.source})", highlight=False)
+    console.print(f"INT8 u8×s8 kernels: {features.int8_kernel}", highlight=False)
+    for target, r in recipes.items():
+        console.print(f"  --cpu-target {target}: {r['weight_bits']}-bit weights — {r['reason']}", highlight=False)
+
+
+@app.command()
 def accuracy(
     bundles: list[Path] = typer.Argument(..., help="classifier bundle folders"),
     dataset: str = typer.Option("digits", "--dataset", help="real test images: digits (scikit-learn)"),
     json_out: Path = typer.Option(None, "--json", help="write the results as JSON"),
+    allow_failed_parity: bool = typer.Option(
+        False, "--allow-failed-parity", help="run bundles whose build-time parity check failed (warns on each load)"
+    ),
 ) -> None:
     """Top-1 accuracy of classifier bundles on real images (scikit-learn's digits test split)."""
     from rich.table import Table
@@ -681,7 +737,7 @@ def accuracy(
         from deploy.bundle import load_manifest
 
         manifest = load_manifest(bundle)
-        acc = evaluate_bundle(bundle, dataset)
+        acc = evaluate_bundle(bundle, dataset, allow_failed_parity=allow_failed_parity)
         rows.append({"bundle": str(bundle), "backend": manifest.backend, "precision": manifest.precision,
                      "top1": acc.top1, "correct": acc.correct, "samples": acc.samples})  # fmt: skip
         table.add_row(str(bundle), manifest.backend, manifest.precision, f"{acc.top1:.2f}",
@@ -705,13 +761,25 @@ def serve(
     threads: int = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads per session"),
     max_queue: int = typer.Option(1024, "--max-queue", help="queued requests per model before 503"),
     drain_timeout: float = typer.Option(30.0, "--drain-timeout", help="seconds to finish requests on shutdown"),
+    max_header_kb: float = typer.Option(64.0, "--max-header-kb", help="largest request line + headers (else 431)"),
+    max_json_values: int = typer.Option(
+        1 << 21, "--max-json-values", help="most JSON values in one request (else 413; send big tensors as binary)"
+    ),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="seconds to send a request's headers"),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", help="longest pause inside a request body (else 408)"),
+    keep_alive_timeout: float = typer.Option(5.0, "--keep-alive-timeout", help="idle seconds between requests"),
+    allow_failed_parity: bool = typer.Option(
+        False, "--allow-failed-parity", help="run bundles whose build-time parity check failed (warns on each load)"
+    ),
 ) -> None:
     """Serve bundles over HTTP with the KServe v2 / Open Inference Protocol (JSON and binary tensors)."""
     from deploy.serving.cli import serve as run_server
 
     run_server(bundles, host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
                max_body_mb=max_body_mb, pool_size=pool_size, threads=threads, max_queue=max_queue,
-               drain_timeout_s=drain_timeout)  # fmt: skip
+               drain_timeout_s=drain_timeout, allow_failed_parity=allow_failed_parity,
+               max_header_kb=max_header_kb, max_json_values=max_json_values, header_timeout_s=header_timeout,
+               body_timeout_s=body_timeout, keep_alive_s=keep_alive_timeout)  # fmt: skip
 
 
 @app.command("triton-repo")
@@ -724,12 +792,16 @@ def triton_repo(
     instance_kind: str = typer.Option("auto", "--instance-kind", help="auto, cpu or gpu"),
     force: bool = typer.Option(False, "--force", help="replace models already in the repository"),
     check_configs: bool = typer.Option(True, "--check/--no-check", help="parse configs with Triton's schema"),
+    allow_failed_parity: bool = typer.Option(
+        False, "--allow-failed-parity", help="run bundles whose build-time parity check failed (warns on each load)"
+    ),
 ) -> None:
     """Write a Triton Inference Server model repository (config.pbtxt + versioned model file) from bundles."""
     from deploy.serving.cli import triton_repo as write_repo
 
     written = write_repo(bundles, output, max_batch=max_batch, max_delay_us=max_delay_us, instances=instances,
-                         instance_kind=instance_kind, force=force, check=check_configs)  # fmt: skip
+                         instance_kind=instance_kind, force=force, check=check_configs,
+                         allow_failed_parity=allow_failed_parity)  # fmt: skip
     for path in written:
         console.print(f"wrote {path}")
 

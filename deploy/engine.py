@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.bundle import IOSpec, Manifest, load_manifest
+from deploy.bundle import IOSpec, Manifest, check_recorded_parity, load_manifest
 from deploy.errors import UserError
 
 
@@ -30,12 +30,22 @@ class Engine:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, bundle: str | Path, pool_size: int = 1, threads: int | None = None, verify: bool = True) -> Engine:
+    def load(cls, bundle: str | Path, pool_size: int = 1, threads: int | None = None, verify: bool = True,
+             allow_failed_parity: bool = False, quiet: bool = False) -> Engine:  # fmt: skip
+        """Open a bundle. One whose build-time parity check failed is refused unless ``allow_failed_parity``
+        (then a warning on stderr on every load, unless ``quiet``)."""
         from deploy.runtime import open_runtime
 
         bundle = Path(bundle)
         manifest = load_manifest(bundle, verify=verify)
+        check_recorded_parity(bundle, manifest, allow_failed_parity, quiet)
         return cls(bundle, manifest, open_runtime(bundle, manifest, pool_size=pool_size, threads=threads))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What runs: backend, precision, and the kernels used here (INT8: which integer path, see deploy.cpu)."""
+        return {"backend": self.manifest.backend, "precision": self.manifest.precision,
+                "kernels": getattr(self._runtime, "kernels", "?")}  # fmt: skip
 
     @property
     def inputs(self) -> list[IOSpec]:

@@ -10,3 +10,10 @@ class UserError(Exception):
 
 class ParityFailure(Exception):
     """Backends disagree beyond the tolerance policy (exit code 1)."""
+
+
+def warn(message: str) -> None:
+    """A warning the user must see (stderr, one line): for things attnx does only because it was told to."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -123,19 +123,20 @@ def report_path(onnx_path: Path) -> Path:
 
 
 def prepare_from_onnx(onnx_path: Path, model_spec: str | None, config: str | None, weights: Path | None):
-    """The torch reference for an ONNX file: from --model, else from the attnx metadata in the file."""
-    from exporters.export import read_metadata
+    """The torch reference for an ONNX file: from --model, else from the attnx metadata in the file.
 
-    if not onnx_path.is_file():
-        raise UserError(f"ONNX file not found: {onnx_path}")
-    try:
-        meta = read_metadata(onnx_path)
-    except Exception as exc:  # onnx raises DecodeError and friends for corrupt files
-        raise UserError(f"{onnx_path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+    A name read from the file selects a zoo model only (``check_name_from_file``): a file is data, and an
+    importable factory runs only when the user names it with ``--model``.
+    """
+    from deploy.onnx_files import checked_metadata
+    from exporters.registry import check_name_from_file
+
+    meta = checked_metadata(onnx_path)  # readable, external data beside it
     spec = model_spec or meta.get("attnx.model")
     if not spec:
         raise UserError(f"{onnx_path} was not exported by attnx: name its PyTorch model with --model")
     if model_spec is None:
+        check_name_from_file(spec, f"the metadata of {onnx_path}")
         config = config or meta.get("attnx.config")
         if weights is None and "attnx.weights" in meta:
             weights = Path(meta["attnx.weights"])
@@ -212,6 +213,48 @@ def parity_feeds(
     return feeds, f"seeded random (seed {seed})"
 
 
+# The calibration options that decide which held-out samples a build checked on (recorded in the manifest).
+HELD_OUT_KEYS = ("source", "count", "eval_count", "seed", "input_shape", "resize", "crop", "mean", "std", "layout")
+
+
+def record_held_out(calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """``manifest.parity_inputs`` for a build checked on held-out calibration data: enough to rebuild the
+    same samples on any machine (a folder or file source is recorded as an absolute path)."""
+    from calibration.config import CalibrationConfig
+
+    cfg = CalibrationConfig.from_dict(calibration).to_dict()
+    rec = {k: cfg[k] for k in HELD_OUT_KEYS if cfg.get(k) is not None}
+    if rec["source"] not in ("digits", "photos", "synthetic"):
+        rec["source"] = str(Path(rec["source"]).expanduser().resolve())
+    return {"kind": "held_out", "calibration": rec}
+
+
+def held_out_feeds(manifest: Any, reference_onnx: Path) -> tuple[list[tuple[str, Feed]], str]:
+    """The held-out samples a bundle's build was checked on, rebuilt from ``manifest.parity_inputs``.
+
+    One case over every sample (top-1 agreement over 8 would move in steps of 12.5 %), except where a
+    TensorRT profile bounds the batch. Raises :class:`UserError` when the recorded source is not here.
+    """
+    from calibration.config import CalibrationConfig
+    from calibration.data import load_split
+    from calibration.graph import graph_inputs, load_model
+
+    rec = manifest.parity_inputs.get("calibration") or {}
+    try:
+        _, held = load_split(graph_inputs(load_model(reference_onnx)), CalibrationConfig.from_dict(rec))
+    except UserError as exc:
+        raise UserError(f"the bundle's recorded held-out inputs cannot be rebuilt here ({exc}): pass --inputs FILE "
+                        "or --seeded") from None  # fmt: skip
+    feed = {k: np.ascontiguousarray(v) for k, v in held.arrays.items()}
+    n = held.count
+    source = f"held-out samples recorded by the build: {held.description}, {n} samples"
+    if manifest.backend == "trt":
+        size = int((manifest.inputs[0].profile or {}).get("max", [n])[0]) or n
+        return [(f"held-out {i}–{min(i + size, n) - 1}", {k: v[i : i + size] for k, v in feed.items()})
+                for i in range(0, n, size)], source  # fmt: skip
+    return [(f"held-out ({n} samples)", feed)], source
+
+
 def run_parity(
     prepared: PreparedModel,
     onnx_path: Path,
@@ -256,9 +299,21 @@ def run_bundle_parity(
     progress: Callable[[str], None] | None = None,
     io_cases: list | None = None,
     saved_feeds: list[tuple[str, Feed]] | None = None,
+    model_spec: str | None = None,
+    config: str | None = None,
+    weights: Path | None = None,
+    notes: list[str] | None = None,
+    seeded: bool = False,
 ) -> tuple[ParityReport, Path]:
     """A bundle's engine against its fp32 reference: PyTorch when the model can be rebuilt, else the
-    bundle's fp32 ONNX in ONNX Runtime. Returns the report and the reference ONNX path (for layer-wise)."""
+    bundle's fp32 ONNX in ONNX Runtime. Returns the report and the reference ONNX path (for layer-wise).
+
+    PyTorch is rebuilt from ``model_spec`` (the user's ``--model``), else from the bundle's metadata when
+    that names a zoo model; ``notes`` (a list) gets a line saying why the fp32 ONNX stood in instead.
+    A bundle whose recorded build parity failed is still checked here: this is how it is diagnosed.
+    Inputs: the held-out samples the build checked on (``manifest.parity_inputs``), unless ``inputs_file``,
+    ``saved_feeds`` or ``seeded`` (seeded random inputs) say otherwise.
+    """
     from deploy.backends.base import TensorSpec
     from deploy.backends.onnxrt import OnnxrtRunner
     from deploy.backends.torch_runner import TorchRunner
@@ -272,24 +327,35 @@ def run_bundle_parity(
     specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
     out_names = [o.name for o in manifest.outputs]
     prepared = None
-    if manifest.source.get("reference") == "torch":
+    if model_spec is not None:  # the user named the reference: it must build
+        prepared = prepare_from_onnx(reference_onnx, model_spec, config, weights)
+    elif manifest.source.get("reference") == "torch":
         try:
             prepared = prepare_from_onnx(reference_onnx, None, None, None)
-        except UserError:
-            prepared = None  # the model is not importable here: the fp32 ONNX is the reference
+        except UserError as exc:
+            prepared = None  # not a zoo model, or not buildable here: the fp32 ONNX is the reference
+            if notes is not None:
+                notes.append(f"reference: the bundle's fp32 ONNX, not PyTorch ({exc})")
     if input_shape is None and manifest.inputs[0].profile:
         input_shape = tuple(manifest.inputs[0].profile["opt"])
-    feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
-    with Engine.load(bundle, threads=threads) as engine, OnnxrtRunner(reference_onnx, threads=threads) as fp32:
+    recorded = manifest.parity_inputs.get("kind") == "held_out"
+    if recorded and not seeded and inputs_file is None and saved_feeds is None:
+        feeds, source = held_out_feeds(manifest, reference_onnx)  # the build's own inputs: its verdict, here
+    else:
+        feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
+        if recorded and notes is not None:
+            notes.append("inputs differ from the build's check (held-out samples): verdicts are not comparable")
+    with Engine.load(bundle, threads=threads, allow_failed_parity=True, quiet=True) as engine, \
+            OnnxrtRunner(reference_onnx, threads=threads) as fp32:  # fmt: skip
         if prepared is not None:
             runner = TorchRunner(prepared.model, specs, out_names)
             reference: Infer = lambda feed: _torch_infer(runner, feed, prepared.spec)  # noqa: E731
         else:
             reference = fp32.infer
         report = ParityReport(
-            model=str(manifest.source.get("model") or bundle.name),
+            model=str(prepared.spec if prepared else (manifest.source.get("model") or bundle.name)),
             reference="torch" if prepared else f"onnxruntime fp32 ({reference_onnx.name})",
-            candidate=f"{manifest.backend} {manifest.precision} bundle ({bundle.name})",
+            candidate=f"{manifest.backend} {manifest.precision} bundle ({bundle.name}; {engine.info['kernels']})",
             precision=manifest.precision, tolerance=tol, input_source=source,
         )  # fmt: skip
         compare_backends(reference, engine, feeds, report, io_cases, progress)

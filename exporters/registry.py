@@ -144,16 +144,24 @@ def _resolve(spec: str, config: str | None = None, **kwargs: Any) -> ResolvedMod
         return ResolvedModel(model.eval(), spec, None, (3, 224, 224))
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())  # like `python -m`: the user's own modules import from here
+        # Like `python -m`, the user's own modules import from the current folder, but only while the
+        # factory the user named on the command line is imported and called: later imports are not shadowed.
+        cwd = os.getcwd()
+        cwd_added = "" not in sys.path and cwd not in sys.path
+        if cwd_added:
+            sys.path.insert(0, cwd)
         try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UserError(f"cannot import '{module_name}' for model '{spec}': {exc}") from None
-        factory = getattr(module, attr, None)
-        if not callable(factory):
-            raise UserError(f"'{module_name}' has no callable '{attr}' (model spec '{spec}')")
-        model = factory(**kwargs)
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise UserError(f"cannot import '{module_name}' for model '{spec}': {exc}") from None
+            factory = getattr(module, attr, None)
+            if not callable(factory):
+                raise UserError(f"'{module_name}' has no callable '{attr}' (model spec '{spec}')")
+            model = factory(**kwargs)
+        finally:
+            if cwd_added and cwd in sys.path:
+                sys.path.remove(cwd)
         from torch import nn
 
         if not isinstance(model, nn.Module):
@@ -162,6 +170,25 @@ def _resolve(spec: str, config: str | None = None, **kwargs: Any) -> ResolvedMod
     entry = get_entry(spec)
     model = entry.build(config, **kwargs)
     return ResolvedModel(model.eval(), spec, entry, entry.input_shape_for(config))
+
+
+def is_zoo_name(spec: str) -> bool:
+    """True if ``spec`` names a zoo entry: the only kind of model name attnx takes from a file."""
+    return spec in zoo()
+
+
+def check_name_from_file(spec: str, where: str) -> None:
+    """A model name read from a file (ONNX metadata, a bundle manifest) may select a zoo model, nothing else.
+
+    Importable factories (``module:callable``, ``timm:``, ``torchvision:``) run only when the user names
+    them on the command line (``--model``): a file is data, and what it names is never imported.
+    """
+    if not is_zoo_name(spec):
+        shown = spec if spec.isprintable() and len(spec) <= 120 else ascii(spec[:120])
+        raise UserError(
+            f"{where} names model '{shown}', which is not a zoo model; attnx never imports code named by a "
+            f"file: if you trust it, pass --model {shown}"
+        )
 
 
 def _from_hub(hub: str, name: str, **kwargs: Any) -> nn.Module:

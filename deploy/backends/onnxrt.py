@@ -29,12 +29,31 @@ def uses_custom_domain(model_path: Path, domain: str = "attnx") -> bool:
     return any(node.domain == domain for node in model.graph.node)
 
 
+def _cpu_form(path: Path) -> tuple[Any, dict[str, str]]:
+    """An INT8 file as this CPU must run it (TensorRT layout as fake-quant bytes; U8U8 settings), else the path."""
+    import onnx
+
+    from calibration.int8_numerics import cpu_form, has_integer_ops
+
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # unreadable: let ONNX Runtime name the problem below
+        return str(path), {}
+    if not has_integer_ops(model):
+        return str(path), {}
+    form = cpu_form(model)
+    return (form.model.SerializeToString() if form.model is not model else str(path)), form.session_config
+
+
 def open_session(path: Path, providers: list[str], threads: int | None = None, optimize: bool = True,
-                 custom_ops: bool | None = None, fix: str = "") -> Any:  # fmt: skip
+                 custom_ops: bool | None = None, fix: str = "",
+                 session_config: dict[str, str] | None = None) -> Any:  # fmt: skip
     """An ONNX Runtime session for ``path``; attnx custom ops go through the plugins package.
 
     ``optimize=False`` skips ORT's graph optimisations (for graphs already optimised offline);
     ``custom_ops`` saves re-reading the model when the caller already knows; ``fix`` ends the error message.
+    ``session_config``: ORT session config entries (a bundle's INT8 kernel path, decided from its manifest);
+    when None, an INT8 graph is read and run as :func:`calibration.int8_numerics.cpu_form` decides.
     """
     import onnxruntime as ort
 
@@ -44,12 +63,17 @@ def open_session(path: Path, providers: list[str], threads: int | None = None, o
         options.intra_op_num_threads = threads
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source: Any = str(path)
+    if session_config is None:
+        source, session_config = _cpu_form(path)
+    for key, value in session_config.items():
+        options.add_session_config_entry(key, value)
     try:
         if uses_custom_domain(path) if custom_ops is None else custom_ops:
             from plugins.ort import create_session
 
             return create_session(path, providers=providers, sess_options=options)
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(source, options, providers=providers)
     except UserError:
         raise
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; name the file and the cause

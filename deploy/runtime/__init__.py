@@ -8,6 +8,7 @@ imports tensorrt.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,9 +16,14 @@ import numpy as np
 
 if TYPE_CHECKING:
     from deploy.bundle import Manifest
+    from deploy.cpu import Int8Path
+
+log = logging.getLogger("attnx.cpu")
 
 
 class Runtime(Protocol):
+    kernels: str  # the kernels the engine runs on here, in words (INT8: which integer path; see deploy.cpu)
+
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
@@ -27,7 +33,12 @@ _RUNTIMES = {"ort": "deploy.runtime.ort:OrtRuntime", "trt": "deploy.runtime.trt:
 _RUNTIMES["openvino"] = "deploy.runtime.openvino:OpenVinoRuntime"
 
 
-def open_runtime(bundle: Path, manifest: Manifest, pool_size: int, threads: int | None) -> Runtime:
+def open_runtime(bundle: Path, manifest: Manifest, pool_size: int, threads: int | None,
+                 u8u8: str | None = None) -> Runtime:  # fmt: skip
+    """The runtime for ``manifest.backend``. CPU INT8 bundles first get the guard of :func:`int8_path`.
+
+    ``u8u8``: ``auto`` (default), ``on`` or ``off`` (ONNX Runtime's U8U8 kernels; see :mod:`deploy.cpu`).
+    """
     from deploy.errors import UserError
 
     target = _RUNTIMES.get(manifest.backend)
@@ -35,4 +46,27 @@ def open_runtime(bundle: Path, manifest: Manifest, pool_size: int, threads: int 
         raise UserError(f"bundle {bundle} has backend '{manifest.backend}', which this attnx cannot run")
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(bundle, manifest, pool_size=pool_size, threads=threads)  # type: ignore[no-any-return]
+    if manifest.backend == "trt":
+        return cls(bundle, manifest, pool_size=pool_size, threads=threads)  # type: ignore[no-any-return]
+    path = int8_path(bundle, manifest, u8u8)
+    return cls(bundle, manifest, pool_size=pool_size, threads=threads, int8_path=path)  # type: ignore[no-any-return]
+
+
+def int8_path(bundle: Path, manifest: Manifest, u8u8: str | None = None) -> Int8Path | None:
+    """The integer kernels a CPU INT8 bundle runs on here; warns (one line) when the bundle's weights could
+    saturate this CPU's u8×s8 kernels. None for float bundles.
+
+    The bundle records its saturation proof and the CPU it was verified on (``manifest.cpu``); bundles from
+    before that record are treated as full 8-bit weights verified on an unknown CPU.
+    """
+    from deploy.cpu import CpuFeatures, int8_runtime_path
+
+    if manifest.precision != "int8":
+        return None
+    record = manifest.cpu or {}
+    safe = bool((record.get("saturation") or {}).get("safe"))
+    verified_on = CpuFeatures.from_dict(record.get("verified_on"))
+    path = int8_runtime_path(safe, verified_on, manifest.backend, u8u8=u8u8, name=f"bundle {bundle}")
+    if path.warning:
+        log.warning("attnx: warning: %s", path.warning)
+    return path

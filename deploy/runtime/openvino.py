@@ -19,12 +19,15 @@ from __future__ import annotations
 import logging
 import queue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deploy.bundle import Manifest
 from deploy.errors import UserError
+
+if TYPE_CHECKING:
+    from deploy.cpu import Int8Path
 
 log = logging.getLogger("attnx.openvino")
 
@@ -186,8 +189,11 @@ def _custom_domains(path: Path) -> list[str]:
 
 
 class OpenVinoRuntime:
-    def __init__(self, bundle: Path, manifest: Manifest, pool_size: int = 1, threads: int | None = None):
+    def __init__(self, bundle: Path, manifest: Manifest, pool_size: int = 1, threads: int | None = None,
+                 int8_path: Int8Path | None = None):  # fmt: skip
         self.path = manifest.path_of(bundle, "engine")
+        # OpenVINO has no U8U8 switch: an unsafe INT8 bundle on a non-VNNI CPU is only warned about (open_runtime)
+        self.kernels = f"OpenVINO CPU, {int8_path.description}" if int8_path else "OpenVINO CPU"
         if self.path.suffix != ".onnx":
             raise UserError(f"OpenVINO bundle {bundle} has engine file {self.path.name}, not an .onnx: rebuild it")
         requested = str(manifest.build.get("inference_precision", "fp32"))

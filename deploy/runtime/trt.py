@@ -253,6 +253,8 @@ class _Slot:
 class TrtRuntime:
     """Runs a bundle's TensorRT plan. Thread-safe; ``close()`` frees GPU memory (waits for running calls)."""
 
+    kernels = "TensorRT (int8 accumulates in int32)"
+
     def __init__(
         self,
         bundle: Path,

@@ -1,15 +1,19 @@
 """The KServe v2 HTTP application (FastAPI/Starlette): health, metadata, config, statistics and infer.
 
 Errors are JSON ``{"error": "..."}`` with a 4xx status for anything the client can fix (404 unknown model or
-version, 400 malformed or mismatched request, 413 body over the limit, 415 unknown content encoding) and
-503 while the queue is full or the server is shutting down. A failure inside an engine answers 500 for
-that request only; the server keeps serving.
+version, 400 malformed or mismatched request, 408 body stalled past ``--body-timeout`` (connection closed),
+413 body or JSON values over the limit, 415 unknown content encoding, 422 an output holding NaN/Infinity
+asked for as JSON, which cannot carry them) and 503 while the queue is full or the server is shutting down
+(also for requests still waiting when ``--drain-timeout`` ends). A failure inside an engine answers 500 for
+that request only; the server keeps serving. Header size and read timeouts are enforced below the app, in
+:mod:`deploy.serving.limits`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +26,7 @@ from starlette.routing import Route
 
 from deploy.errors import UserError
 from deploy.serving.batcher import Closed, QueueFull
+from deploy.serving.limits import Limits, LimitsMiddleware, model_json_values
 from deploy.serving.models import ServedModel
 from deploy.serving.protocol import HEADER_LENGTH, ProtocolError, decode_request, encode_response
 
@@ -108,9 +113,16 @@ def prometheus_metrics(models: Sequence[ServedModel]) -> str:
 
 
 def create_app(
-    models: Sequence[ServedModel], *, max_body_bytes: int = 64 << 20, drain_timeout_s: float = 30.0
-) -> FastAPI:
+    models: Sequence[ServedModel], *, max_body_bytes: int | None = None, drain_timeout_s: float = 30.0,
+    limits: Limits | None = None,
+) -> FastAPI:  # fmt: skip
+    limits = limits or Limits()
+    if max_body_bytes is not None:
+        limits = dataclasses.replace(limits, max_body_bytes=max_body_bytes)
+    max_body_bytes = limits.max_body_bytes
     registry = {m.name: m for m in models}
+    # per model: no more JSON values than its largest valid request holds (--max-json-values caps it)
+    json_values = {m.name: model_json_values(m.manifest.inputs, limits.max_json_values) for m in models}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +142,10 @@ def create_app(
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+        response = _error(exc.status, exc.message)
+        if exc.status == 408:  # the body stalled: what is left of it will not be read
+            response.headers["connection"] = "close"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -208,7 +223,8 @@ def create_app(
 
         def decode() -> Any:
             raw = body if encoding == "identity" else _decompress(body, encoding, max_body_bytes)
-            req = decode_request(raw, header_length, model.name, model.manifest.inputs, model.manifest.outputs)
+            req = decode_request(raw, header_length, model.name, model.manifest.inputs, model.manifest.outputs,
+                                 json_values[model.name])  # fmt: skip
             return req, model.validate(req.inputs)
 
         req, feed = await asyncio.to_thread(decode) if large else decode()
@@ -241,4 +257,5 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
+    app.add_middleware(LimitsMiddleware, body_timeout_s=limits.body_timeout_s)
     return app

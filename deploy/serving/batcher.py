@@ -85,9 +85,10 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._pending: collections.deque[_Pending] = collections.deque()
         self._slots: asyncio.Semaphore | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], list[_Pending]] = {}  # batches in the engine
         self._collector: asyncio.Task[None] | None = None
         self._closed = False
+        self._aborted = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,7 +105,7 @@ class DynamicBatcher:
     async def close(self, timeout_s: float = 30.0) -> None:
         """Take no new requests, finish the queued and running ones (up to ``timeout_s``), then stop."""
         self._closed = True
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (0 if self._aborted else timeout_s)
         while (self.depth or self._running) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         if self._collector:
@@ -117,6 +118,25 @@ class DynamicBatcher:
             if not p.future.done():
                 p.future.set_exception(Closed("the server shut down before this request ran"))
         self._pending.clear()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+
+    def abort(self, reason: str) -> int:
+        """Take no new requests and fail every waiting or running one with ``Closed(reason)`` (the server's
+        drain timeout has passed: their callers get a 503 now rather than a cancelled connection later).
+        A batch already in the engine finishes there, but its results are dropped. Returns how many failed."""
+        self._closed = self._aborted = True
+        waiting = list(self._pending)
+        while self._queue and not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        self._pending.clear()
+        failed = 0
+        for p in [*waiting, *(p for batch in self._running.values() for p in batch)]:
+            if not p.future.done():
+                p.future.set_exception(Closed(reason))
+                failed += 1
+        return failed
 
     # -- requests --------------------------------------------------------------------------------------
     async def submit(self, feed: Feed) -> dict[str, np.ndarray]:
@@ -192,8 +212,8 @@ class DynamicBatcher:
                 self._slots.release()
                 continue
             task = asyncio.get_running_loop().create_task(self._execute(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running[task] = batch
+            task.add_done_callback(self._forget)
 
     async def _execute(self, batch: list[_Pending]) -> None:
         assert self._slots is not None

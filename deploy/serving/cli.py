@@ -16,11 +16,28 @@ from typing import Any
 
 from deploy.errors import UserError
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+def check_port(port: int) -> None:
+    """TCP ports are 0..65535; 0 asks the system for any free port (the serving line prints which)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UserError(f"--port must be 0..65535 (0: any free port), got {port}")
+
+
+def is_loopback(address: str) -> bool:
+    """True for any loopback address: 127.0.0.0/8, ::1, and IPv4-mapped ones (::ffff:127.x.y.z)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: any free port), bound before serving so errors are one clear line."""
+    check_port(port)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -43,8 +60,14 @@ def bind(host: str, port: int) -> socket.socket:
 def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_ms: float = 1.0,
                 max_body_mb: float = 64.0, pool_size: int = 1, threads: int | None = None, max_queue: int = 1024,
                 drain_timeout_s: float = 30.0, log_level: str = "warning", access_log: bool = False,
-                verify: bool = True, http: str = "auto", loop: str = "auto") -> Any:  # fmt: skip
-    """A uvicorn server for the bundles (engines loaded, not yet listening): ``server.run(sockets=[sock])``."""
+                verify: bool = True, http: str = "auto", loop: str = "auto",
+                allow_failed_parity: bool = False, max_header_kb: float = 64.0, max_json_values: int = 1 << 21,
+                header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
+                keep_alive_s: float = 5.0) -> Any:  # fmt: skip
+    """A uvicorn server for the bundles (engines loaded, not yet listening): ``server.run(sockets=[sock])``.
+
+    The limits and timeouts (``max_*``, ``*_timeout_s``) are described in :mod:`deploy.serving.limits`.
+    """
     try:
         import uvicorn
 
@@ -53,30 +76,67 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
         raise UserError(
             f"attnx serve needs fastapi and uvicorn ({exc.name} is missing): pip install 'attnx[serve]'"
         ) from None
+    from deploy.serving.limits import protocol_class
     from deploy.serving.models import load_models
 
-    if max_body_mb <= 0:
-        raise UserError(f"--max-body-mb must be > 0, got {max_body_mb}")
+    limits = make_limits(max_body_mb, max_header_kb, max_json_values, header_timeout_s, body_timeout_s, keep_alive_s)
     if drain_timeout_s < 0:
         raise UserError(f"--drain-timeout must be ≥ 0, got {drain_timeout_s}")
     _check_impl("--http", http, {"auto": None, "h11": "h11", "httptools": "httptools"})
     _check_impl("--loop", loop, {"auto": None, "asyncio": None, "uvloop": "uvloop"})
     models = load_models(bundles, max_batch=max_batch, max_delay_ms=max_delay_ms, pool_size=pool_size,
-                         threads=threads, max_queue=max_queue, verify=verify)  # fmt: skip
-    app = create_app(models, max_body_bytes=int(max_body_mb * (1 << 20)), drain_timeout_s=drain_timeout_s)
+                         threads=threads, max_queue=max_queue, verify=verify,
+                         allow_failed_parity=allow_failed_parity)  # fmt: skip
+    app = create_app(models, drain_timeout_s=drain_timeout_s, limits=limits)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            import asyncio
+
             app.state.draining = True  # readiness turns 503 while requests in flight finish
-            await super().shutdown(sockets)
+            # Past the drain timeout, requests still queued or running get the documented JSON 503 (the
+            # batchers fail them); uvicorn's own cancel, 2 s later, is only the last resort.
+            timer = asyncio.get_running_loop().call_later(drain_timeout_s, _abort, models, drain_timeout_s)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                timer.cancel()
 
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=access_log, lifespan="on", http=http, loop=loop,
-        timeout_graceful_shutdown=max(1, round(drain_timeout_s)), server_header=False,
+        app, log_level=log_level, access_log=access_log, lifespan="on", http=protocol_class(http, limits),
+        loop=loop, timeout_graceful_shutdown=drain_timeout_s + 2, server_header=False,
+        timeout_keep_alive=limits.keep_alive_s, h11_max_incomplete_event_size=limits.max_header_bytes,
     )  # fmt: skip
     server = Server(config)
     server.models = models  # type: ignore[attr-defined]
     return server
+
+
+def make_limits(max_body_mb: float = 64.0, max_header_kb: float = 64.0, max_json_values: int = 1 << 21,
+                header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
+                keep_alive_s: float = 5.0) -> Any:  # fmt: skip
+    """The server's :class:`~deploy.serving.limits.Limits` from the CLI's units, checked (one line per bad one)."""
+    from deploy.serving.limits import Limits
+
+    for option, value in [("--max-body-mb", max_body_mb), ("--max-header-kb", max_header_kb)]:
+        if not value > 0:
+            raise UserError(f"{option} must be > 0, got {value:g}")
+    limits = Limits(
+        max_body_bytes=int(max_body_mb * (1 << 20)), max_header_bytes=max(1, int(max_header_kb * 1024)),
+        max_json_values=max_json_values, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+        keep_alive_s=keep_alive_s,
+    )  # fmt: skip
+    limits.check()
+    return limits
+
+
+def _abort(models: Sequence[Any], drain_timeout_s: float) -> None:
+    import logging
+
+    reason = f"the server shut down before this request finished (--drain-timeout {drain_timeout_s:g} s passed)"
+    failed = sum(m.batcher.abort(reason) for m in models)
+    if failed:
+        logging.getLogger("attnx.serve").warning("drain timeout: answered %d unfinished request(s) with 503", failed)
 
 
 def _check_impl(option: str, value: str, modules: dict[str, str | None]) -> None:
@@ -94,12 +154,22 @@ def _check_impl(option: str, value: str, modules: dict[str, str | None]) -> None
 def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8,
           max_delay_ms: float = 1.0, max_body_mb: float = 64.0, pool_size: int = 1, threads: int | None = None,
           max_queue: int = 1024, drain_timeout_s: float = 30.0, log_level: str = "warning",
-          access_log: bool = False, verify: bool = True, http: str = "auto", loop: str = "auto") -> None:  # fmt: skip
+          access_log: bool = False, verify: bool = True, http: str = "auto", loop: str = "auto",
+          allow_failed_parity: bool = False, max_header_kb: float = 64.0, max_json_values: int = 1 << 21,
+          header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
+          keep_alive_s: float = 5.0) -> None:  # fmt: skip
     """Serve bundles over the KServe v2 HTTP protocol until SIGINT/SIGTERM, then finish requests in flight."""
+    check_port(port)  # bad settings fail before any bundle is loaded
+    limit_options = {
+        "max_header_kb": max_header_kb, "max_json_values": max_json_values, "header_timeout_s": header_timeout_s,
+        "body_timeout_s": body_timeout_s, "keep_alive_s": keep_alive_s,
+    }  # fmt: skip
+    make_limits(max_body_mb, **limit_options)
     server = make_server(
         bundles, max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, pool_size=pool_size,
         threads=threads, max_queue=max_queue, drain_timeout_s=drain_timeout_s, log_level=log_level,
-        access_log=access_log, verify=verify, http=http, loop=loop,
+        access_log=access_log, verify=verify, http=http, loop=loop, allow_failed_parity=allow_failed_parity,
+        **limit_options,
     )  # fmt: skip
     try:
         sock = bind(host, port)
@@ -116,7 +186,7 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
             else "no batching"
         )
         print(f"model '{m.name}' ({m.manifest.backend} {m.manifest.precision}, {batching}) from {m.bundle}", flush=True)
-    if host not in LOOPBACK:
+    if not is_loopback(bound_host):  # what was bound: a name such as localhost counts as what it resolved to
         print(f"warning: listening on {host}, reachable from other machines; the server has no authentication",
               file=sys.stderr, flush=True)  # fmt: skip
     print(f"serving KServe v2 on http://{url_host}:{bound_port}/v2 (Ctrl+C stops after requests in flight)", flush=True)
@@ -144,13 +214,14 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 def triton_repo(bundles: Sequence[str | Path], out: Path, max_batch: int | None = None, max_delay_us: int | None = 100,
                 instances: int = 1, instance_kind: str = "auto", force: bool = False, check: bool = True,
-                verify: bool = True) -> list[Path]:  # fmt: skip
+                verify: bool = True, allow_failed_parity: bool = False) -> list[Path]:  # fmt: skip
     """Write a Triton model repository for the bundles; print one line per model; return the model folders."""
     from deploy.serving.triton_repo import write_repository
 
     models = write_repository(
         bundles, Path(out), max_batch=max_batch, max_delay_us=max_delay_us, instance_count=instances,
         instance_kind=instance_kind, force=force, check=check, verify=verify,
+        allow_failed_parity=allow_failed_parity,
     )  # fmt: skip
     checked = "checked with Triton's model_config schema" if check else "NOT checked (--no-check)"
     for m in models:

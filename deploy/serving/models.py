@@ -152,7 +152,7 @@ class ServedModel:
 
 def load_models(bundles: Sequence[str | Path], *, max_batch: int, max_delay_ms: float, pool_size: int,
                 threads: int | None, max_queue: int, verify: bool = True,
-                warmup: bool = True) -> list[ServedModel]:  # fmt: skip
+                warmup: bool = True, allow_failed_parity: bool = False) -> list[ServedModel]:  # fmt: skip
     """Open every bundle's engine and put a batcher in front of it. Fails with a UserError before serving."""
     if max_batch < 1:
         raise UserError(f"--max-batch must be ≥ 1, got {max_batch}")
@@ -171,7 +171,8 @@ def load_models(bundles: Sequence[str | Path], *, max_batch: int, max_delay_ms: 
     models: list[ServedModel] = []
     try:
         for name, path in pairs:
-            engine = Engine.load(path, pool_size=pool_size, threads=threads, verify=verify)
+            engine = Engine.load(path, pool_size=pool_size, threads=threads, verify=verify,
+                                 allow_failed_parity=allow_failed_parity)  # fmt: skip
             _check_datatypes(name, engine.manifest)
             batched = has_batch_axis(engine.manifest)
             limit = profile_max_batch(engine.manifest)

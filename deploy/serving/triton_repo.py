@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.bundle import IOSpec, Manifest, load_manifest
+from deploy.bundle import IOSpec, Manifest, check_recorded_parity, load_manifest
 from deploy.errors import UserError
 from deploy.files import write_text
 
@@ -434,7 +434,8 @@ def _readme(repo: Path) -> str:
 
 def write_repository(bundles: Sequence[str | Path], out: Path, *, max_batch: int | None = None,
                      max_delay_us: int | None = 100, instance_count: int = 1, instance_kind: str = "auto",
-                     force: bool = False, check: bool = True, verify: bool = True) -> list[RepoModel]:  # fmt: skip
+                     force: bool = False, check: bool = True, verify: bool = True,
+                     allow_failed_parity: bool = False) -> list[RepoModel]:  # fmt: skip
     """Write (or add to) a Triton model repository; every config is planned and checked before any is written."""
     from deploy.serving.models import parse_bundle_args
 
@@ -451,7 +452,9 @@ def write_repository(bundles: Sequence[str | Path], out: Path, *, max_batch: int
         raise UserError(f"{out} exists and is not a folder")
     groups: dict[str, list[tuple[Path, Manifest]]] = {}
     for name, path in parse_bundle_args(bundles):
-        groups.setdefault(name, []).append((path, load_manifest(path, verify=verify)))
+        manifest = load_manifest(path, verify=verify)
+        check_recorded_parity(path, manifest, allow_failed_parity)  # Triton would serve it as it is
+        groups.setdefault(name, []).append((path, manifest))
     models = [
         plan_model(
             name,

@@ -117,8 +117,11 @@ def test_corrupt_bundles_are_named(bundle, tmp_path):
 def test_build_from_onnx_with_and_without_attnx_metadata(tmp_path):
     prepared = prepare_model(TINY)
     result, _ = export_model(prepared, tmp_path / "m.onnx", ExportOptions(input_shape=SHAPE))
-    with_meta = build_bundle(str(result.path), tmp_path / "a", BuildOptions(backend="ort"))
+    with_meta = build_bundle(str(result.path), tmp_path / "a", BuildOptions(backend="ort"), model_spec=TINY)
     assert with_meta.manifest.source["reference"] == "torch" and with_meta.parity.passed
+    # the metadata names a factory, not a zoo model: without --model it is not imported, the fp32 ONNX is the reference
+    from_meta = build_bundle(str(result.path), tmp_path / "m", BuildOptions(backend="ort"))
+    assert from_meta.manifest.source["reference"] == "onnxruntime fp32" and from_meta.parity.passed
 
     proto = onnx.load(str(result.path))
     del proto.metadata_props[:]

@@ -68,7 +68,7 @@ def test_export_writes_model_and_report(exported):
 
 
 def test_parity_on_an_attnx_onnx_file(exported, tmp_path):
-    result = invoke("parity", exported, "--json", tmp_path / "p.json")
+    result = invoke("parity", exported, "--model", TINY, "--json", tmp_path / "p.json")  # not a zoo name: named here
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["passed"] and [c["label"] for c in data["cases"]] == ["batch 1", "batch 3"]
@@ -83,14 +83,14 @@ def test_parity_on_a_zoo_name():
 
 def test_parity_failure_exits_1(exported, tmp_path):
     broken = perturbed_copy(exported, tmp_path / "broken.onnx")
-    result = invoke("parity", broken, "--json", tmp_path / "p.json")
+    result = invoke("parity", broken, "--model", TINY, "--json", tmp_path / "p.json")
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and not json.loads((tmp_path / "p.json").read_text())["passed"]
 
 
 def test_parity_with_user_inputs(exported, tmp_path):
     np.savez(tmp_path / "in.npz", input=np.random.default_rng(1).standard_normal((5, 3, 16, 16)).astype(np.float32))
-    result = invoke("parity", exported, "--inputs", tmp_path / "in.npz", "--json", tmp_path / "p.json")
+    result = invoke("parity", exported, "--model", TINY, "--inputs", tmp_path / "in.npz", "--json", tmp_path / "p.json")
     assert result.exit_code == 0, result.output
     cases = json.loads((tmp_path / "p.json").read_text())["cases"]
     assert [c["input_shapes"]["input"] for c in cases] == [[5, 3, 16, 16]]
@@ -183,8 +183,9 @@ def test_bad_export_options(args, fragment, tmp_path):
 
 def test_bad_parity_inputs(exported, tmp_path):
     np.save(tmp_path / "wrong.npy", np.zeros((1, 3, 15, 16), dtype=np.float32))
-    assert_user_error(invoke("parity", exported, "--inputs", tmp_path / "wrong.npy"), "axis 2")
-    assert_user_error(invoke("parity", exported, "--inputs", tmp_path / "none.npz"), "input file not found")
+    assert_user_error(invoke("parity", exported, "--model", TINY, "--inputs", tmp_path / "wrong.npy"), "axis 2")
+    assert_user_error(invoke("parity", exported, "--model", TINY, "--inputs", tmp_path / "none.npz"),
+                      "input file not found")  # fmt: skip
     assert_user_error(invoke("parity", exported, "--precision", "fp8"), "unknown precision policy")
     assert_user_error(invoke("parity", exported, "--batch", "0"), "bad --batch")
 
@@ -233,7 +234,7 @@ def test_failing_parity_runs_the_layerwise_search(exported, tmp_path):
 
 
 def test_error_statistic_policy(exported, tmp_path):
-    result = invoke("parity", exported, "--check-error-stat", "quantile", "--error-quantile", "0.9",
+    result = invoke("parity", exported, "--model", TINY, "--check-error-stat", "quantile", "--error-quantile", "0.9",
                     "--json", tmp_path / "p.json")  # fmt: skip
     assert result.exit_code == 0, result.output
     out = json.loads((tmp_path / "p.json").read_text())["cases"][0]["outputs"][0]
@@ -248,7 +249,7 @@ def test_not_a_bundle_folder(tmp_path):
 def test_bench_and_check_gate(tmp_path):
     bundle = tmp_path / "b"
     assert invoke("build", TINY, "-o", bundle, "--backend", "ort", "--input-shape", "1x3x16x16").exit_code == 0
-    bench = invoke("bench", bundle, "--batch", "1,2", "--iterations", "10", "--warmup", "2",
+    bench = invoke("bench", bundle, "--model", TINY, "--batch", "1,2", "--iterations", "10", "--warmup", "2",
                    "--json", tmp_path / "bench.json", "--markdown", tmp_path / "bench.md")  # fmt: skip
     assert bench.exit_code == 0, bench.output
     configs = json.loads((tmp_path / "bench.json").read_text())["configs"]
@@ -297,7 +298,9 @@ def test_int8_build_is_judged_on_held_out_calibration_data(tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["files"]["calibration"] == "calibration.json" and manifest["files"]["reference"] == "reference.onnx"
     assert manifest["calibration"]["synthetic"] is True
-    assert manifest["parity"]["input_source"].startswith("held-out samples of the calibration source")
+    assert manifest["parity"]["input_source"].startswith("held-out samples recorded by the build")
+    assert manifest["parity_inputs"]["kind"] == "held_out"
+    assert manifest["parity_inputs"]["calibration"]["source"] == "synthetic"
     assert "check_inputs" not in manifest["build"]
     assert_user_error(invoke("build", TINY, "-o", tmp_path / "c", "--precision", "int8", "--calib", "sorce=x"),
                       "sorce")  # fmt: skip

@@ -90,16 +90,22 @@ def test_replaced_op_is_found(feed):
 
 
 def test_fused_candidate_points_at_the_fused_region(feed):
-    """After ORT fuses conv2+sigmoid their outputs vanish: the divergence shows up at the gate, and the
-    unmatched fused nodes before it are named as suspects."""
+    """After ORT fuses conv2+sigmoid their outputs vanish: the divergence shows up at the first tensor that
+    still exists, and the unmatched fused nodes before it are named as suspects.
+
+    Which tensors survive depends on the CPU: with AVX2 (8-float blocks) ORT also moves these 8-channel maps
+    to its NCHWc layout, so the gate's output vanishes too; with AVX-512 (16-float blocks) it does not."""
     report = layerwise_compare(gated_net(), perturb_weight(gated_net(), "w2", 1.05), feed, FP32,
                                candidate_optimize="all")  # fmt: skip
-    assert {u.tensor for u in report.unmatched} >= {"c2"}
-    assert report.first_divergence.node == "gate"
+    unmatched = {u.tensor for u in report.unmatched}
+    assert unmatched >= {"c2"}
+    order = ["c1", "r1", "c2", "s2", "m", "g", "f", "y"]
+    first_kept = next(t for t in order[order.index("c2") + 1 :] if t not in unmatched)
+    assert report.first_divergence.tensor == first_kept
     assert "conv2" in {u.node for u in report.suspects}
     assert "possibly the cause" in report.summary()
     clean = layerwise_compare(gated_net(), gated_net(), feed, FP32, candidate_optimize="all")
-    assert clean.passed and len(clean.checks) >= 4
+    assert clean.passed and len(clean.checks) == len(order) - len(unmatched)  # every surviving tensor compared
 
 
 def test_fp16_tolerance_accepts_small_errors_that_fp32_rejects(feed):
