@@ -160,13 +160,19 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{Path(out_dir).name}.best-", dir=Path(out_dir).parent) as tmpdir:
         built: dict[tuple[str, str], BuildResult] = {}
+        failed: dict[tuple[str, str], str] = {}  # a candidate that cannot be built is recorded, not fatal
         for backend, precision in candidates:
             opts = dataclasses.replace(options, backend=backend, precision=precision)
-            built[(backend, precision)] = build_bundle(source, Path(tmpdir) / f"{backend}-{precision}", opts,
-                                                       model_spec, config, weights)  # fmt: skip
+            try:
+                built[(backend, precision)] = build_bundle(source, Path(tmpdir) / f"{backend}-{precision}", opts,
+                                                           model_spec, config, weights)  # fmt: skip
+            except UserError as exc:
+                failed[(backend, precision)] = str(exc)
+                notes.append(f"candidate {backend}/{precision} failed to build: {exc}")
         passing = [k for k, r in built.items() if r.parity.passed]
         if not passing:
-            raise UserError(f"no candidate passes its parity policy ({', '.join('/'.join(k) for k in built)}): "
+            tried = ", ".join("/".join(k) for k in [*built, *failed])
+            raise UserError(f"no candidate passes its parity policy ({tried}): "
                             "see `attnx build --backend B --precision P` for each")  # fmt: skip
         bench = run_bench([built[k].bundle for k in passing], None,
                           BenchOptions(batches=(1,), iterations=60, threads=options.threads or 1),
@@ -176,6 +182,8 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
         rows = [{"backend": b, "precision": p, "parity_passed": built[(b, p)].parity.passed,
                  "p50_ms": timing[(b, p)].p50_ms if (b, p) in timing else None,
                  "mean_ms": timing[(b, p)].mean_ms if (b, p) in timing else None} for b, p in built]  # fmt: skip
+        rows += [{"backend": b, "precision": p, "parity_passed": False, "p50_ms": None, "mean_ms": None,
+                  "build_error": why} for (b, p), why in failed.items()]  # fmt: skip
         result = built[chosen]
         manifest_path = result.bundle / MANIFEST_NAME
         data = json.loads(manifest_path.read_text())

@@ -567,7 +567,8 @@ def build(
             table.add_column(col)
         for c in selection["candidates"]:
             chosen = (c["backend"], c["precision"]) == tuple(selection["chosen"].values())
-            table.add_row(c["backend"], c["precision"], "pass" if c["parity_passed"] else "FAIL",
+            verdict = "build failed" if c.get("build_error") else "pass" if c["parity_passed"] else "FAIL"
+            table.add_row(c["backend"], c["precision"], verdict,
                           f"{c['p50_ms']:.3f}" if c["p50_ms"] else "–", f"{c['mean_ms']:.3f}" if c["mean_ms"] else "–",
                           "[green]chosen[/]" if chosen else "")  # fmt: skip
         console.print(table)

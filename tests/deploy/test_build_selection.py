@@ -52,3 +52,23 @@ def test_no_bf16_candidate_without_bf16(monkeypatch):
 def test_bf16_needs_openvino(tmp_path):
     with pytest.raises(UserError, match="bf16 runs through OpenVINO"):
         build_bundle(TINY, tmp_path / "x", BuildOptions(backend="ort", precision="bf16", input_shape=SHAPE))
+
+
+def test_best_records_a_candidate_that_fails_to_build_and_goes_on(tmp_path, monkeypatch):
+    """One candidate failing to build (OpenVINO refusing a graph, say) is recorded, not fatal."""
+    import deploy.build as build
+
+    real = build._assemble
+
+    def assemble(prepared, fp32_path, writer, options, backend, work):  # type: ignore[no-untyped-def]
+        if options.precision == "fp16":
+            raise UserError("fp16 engine cannot be compiled here (injected)")
+        return real(prepared, fp32_path, writer, options, backend, work)
+
+    monkeypatch.setattr(build, "_assemble", assemble)
+    result = build_bundle(TINY, tmp_path / "best", BuildOptions(backend="ort", precision="best", input_shape=SHAPE,
+                          calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")}))
+    rows = {(c["backend"], c["precision"]): c for c in result.manifest.build["selection"]["candidates"]}
+    assert "injected" in rows[("ort", "fp16")]["build_error"] and not rows[("ort", "fp16")]["parity_passed"]
+    assert result.manifest.precision in ("fp32", "int8")
+    assert any("ort/fp16 failed to build" in n for n in result.manifest.build["selection"]["notes"])
