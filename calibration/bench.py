@@ -56,7 +56,10 @@ def bench(
     gates: bool = False,
     weights: Path | None = None,
     config: str | None = None,
+    cpu_targets: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
+    """``cpu_targets``: also build the ORT-layout INT8 model for each of these CPU targets (``--cpu-target``)
+    and time it in the same interleaved run as ``int8-ort-<target>`` (its kernels as this CPU runs them)."""
     import onnx
 
     from calibration.kernel_timing import interleaved_medians
@@ -89,6 +92,9 @@ def bench(
                     "quantized": result.plan["counts"].get("quantized"),
                 }
                 baked[key] = result.model
+                if style == "ort" and precision == "int8":
+                    row[key]["recipe"] = result.plan["cpu"]["recipe"]
+                    row[key]["kernels"] = result.plan["cpu"]["check_kernels"]
             info = result.calibration_info
             row["shape"] = list(info["sample_shapes"].values())[0] if info else None
             if trained is not None:
@@ -102,6 +108,16 @@ def bench(
                     "seeded": _brief(result.plan["check"].get("seeded")),
                 }
                 timed["int8-ort-gates"] = result.model
+            for target in cpu_targets:  # the same model for another CPU target (other weight bits / kernels)
+                opts = {**calibration, "cpu_target": target}
+                result = apply_precision(path, "int8", "ort", opts, folder / f"{name}-int8-ort-{target}")
+                row[f"int8-ort-{target}"] = {
+                    "held_out": _brief(result.plan["check"].get("held_out")),
+                    "seeded": _brief(result.plan["check"].get("seeded")),
+                    "recipe": result.plan["cpu"]["recipe"],
+                    "kernels": result.plan["cpu"]["check_kernels"],
+                }
+                timed[f"int8-ort-{target}"] = result.model
             if runs:
                 shape = (1, *row["shape"])
                 ms = interleaved_medians(timed, shape, runs)
@@ -186,6 +202,26 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def targets_markdown(rows: list[dict[str, Any]], targets: tuple[str, ...]) -> str:
+    """INT8 recipes side by side: weight bits, the kernels this CPU runs them on, cosine and latency."""
+    from deploy.cpu import detect
+
+    lines = [f"CPU: {detect().describe()}", "",
+             "| model | recipe | weight bits | kernels here | cosine held-out / seeded | ms | speed-up vs fp32 |",
+             "|---|---|---:|---|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        lat = r.get("latency_ms", {})
+        for key in ("int8-ort", *(f"int8-ort-{t}" for t in targets)):
+            e = r[key]
+            h, s = e["held_out"] or {}, e["seeded"] or {}
+            ms = lat.get(key)
+            speed = f"{lat['fp32'] / ms:.2f}×" if ms and lat.get("fp32") else "–"
+            lines.append(f"| {r['model']} | {e['recipe']['target']} | {e['recipe']['weight_bits']} | {e['kernels']} | "
+                         f"{h.get('cosine', float('nan')):.5f} / {s.get('cosine', float('nan')):.5f} | "
+                         f"{ms if ms else '–'} | {speed} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def accuracy_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| model | fp32 top-1 | fp16 | int8 (ORT layout) | int8 (TensorRT layout) | Δ fp16 | Δ int8-ort | Δ int8-trt |",
@@ -219,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize-gates", action="store_true", help="also build and time int8-ort with gates int8")
     parser.add_argument("--weights", type=Path, default=None, help="folder of NAME.safetensors trained on digits")
     parser.add_argument("--calib", action="append", default=[], help="calibration option KEY=VALUE (repeatable)")
+    parser.add_argument("--cpu-targets", default="", help="also build int8-ort for these CPU targets, e.g. vnni "
+                        "(timed side by side; see `attnx cpu`)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     names = list(RESNETS) if args.models == "resnets" else args.models.split(",")
@@ -231,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         "cache": False,
         **parse_cli_options(args.calib),
     }
-    rows = bench(names, args.size, args.runs, calibration, args.quantize_gates, args.weights, args.config)
+    targets = tuple(t for t in args.cpu_targets.split(",") if t)
+    rows = bench(names, args.size, args.runs, calibration, args.quantize_gates, args.weights, args.config, targets)
     print(markdown(rows))
+    if targets:
+        print()
+        print(targets_markdown(rows, targets))
     if any("accuracy" in r for r in rows):
         print()
         print(accuracy_markdown(rows))

@@ -282,6 +282,9 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+_CONVERSIONS_SAID: set[tuple[str, int, int]] = set()
+
+
 def _folder(folder: Path, spec: ImageInput, cfg: CalibrationConfig, total: int) -> CalibrationData:
     from PIL import Image, UnidentifiedImageError
 
@@ -297,11 +300,13 @@ def _folder(folder: Path, spec: ImageInput, cfg: CalibrationConfig, total: int) 
     if resize < max(crop_h, crop_w) and cfg.resize is not None:
         raise UserError(f"calibration resize {resize} is smaller than the crop {crop_h}x{crop_w}: raise resize")
     images = np.empty((len(order), crop_h, crop_w, spec.channels), np.float32)
+    converted = 0  # grayscale images given to a colour model (or colour to a grayscale one)
     for k, idx in enumerate(order):
         path = files[idx]
         try:
             with Image.open(path) as img:
                 img.load()
+                converted += (img.mode in ("1", "L", "LA", "I", "I;16", "F")) == (spec.channels == 3)
                 images[k] = _pixels(_resize_crop(img, resize, crop_h, crop_w), spec.channels)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -310,6 +315,17 @@ def _folder(folder: Path, spec: ImageInput, cfg: CalibrationConfig, total: int) 
         f"image folder {folder} ({len(files)} images found, resize {resize}, centre crop {crop_h}x{crop_w}, "
         f"order seed {cfg.seed})"
     )
+    if converted:
+        from deploy.errors import warn
+
+        to = "RGB (gray repeated in 3 channels)" if spec.channels == 3 else "grayscale"
+        desc += f"; {converted} of {len(order)} images converted to {to}"
+        key = (str(Path(folder).resolve()), converted, len(order))
+        if key not in _CONVERSIONS_SAID:  # a build reads its calibration folder more than once: say it once
+            _CONVERSIONS_SAID.add(key)
+            warn(f"calibration: {converted} of {len(order)} images in {folder} are "
+                 f"{'grayscale' if spec.channels == 3 else 'colour'}; converted to {to} for the model's "
+                 f"{spec.channels}-channel input")  # fmt: skip
     return CalibrationData({spec.name: _normalise(images, spec, cfg)}, desc, synthetic=False)
 
 
@@ -351,6 +367,11 @@ def _arrays(path: Path, inputs: list[InputInfo], cfg: CalibrationConfig) -> Cali
         if arr.dtype.kind not in "fiub" or (spec.dtype.kind == "f" and arr.dtype.kind not in "fiu"):
             raise UserError(f"{path}: array '{spec.name}' is {arr.dtype}, the model input is {spec.dtype}")
         out[spec.name] = np.ascontiguousarray(arr.astype(spec.dtype, copy=False))
+        if out[spec.name].dtype.kind == "f":
+            bad = int(np.size(out[spec.name]) - np.count_nonzero(np.isfinite(out[spec.name])))
+            if bad:
+                raise UserError(f"{path}: array '{spec.name}' holds {bad} NaN or infinite value(s) (as "
+                                f"{spec.dtype}); calibration needs finite data: clean it")  # fmt: skip
     counts = {k: v.shape[0] for k, v in out.items()}
     if len(set(counts.values())) != 1:
         raise UserError(f"{path}: arrays hold different sample counts {counts}; give equal counts")

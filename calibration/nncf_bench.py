@@ -6,15 +6,17 @@
 Per model (export at opset 17, dynamic batch; digits: ``--count`` calibration images from the train split,
 ``--eval-count`` held-out images from the test split):
 
-* ``attnx-ort-qdq``: attnx's current OpenVINO INT8 route, the ORT-layout Q/DQ ONNX of
+* ``attnx-ort-qdq``: attnx's former OpenVINO INT8 route, the ORT-layout Q/DQ ONNX of
   ``apply_precision(..., "int8", style="ort")`` compiled by OpenVINO;
 * ``nncf-direct``: ``nncf.quantize`` run directly on the FP32 ONNX read by OpenVINO, with NNCF's defaults
   (``model_type=TRANSFORMER`` where the model has attention), the peer an OpenVINO user would pick;
-* ``attnx-nncf``: :func:`calibration.nncf_quant.quantize_openvino`, the plan's float nodes as ignored scope
-  and NNCF's overflow fix by CPU target (``--saturation-safe auto``: on where this CPU lacks VNNI).
+* ``attnx``: what ``attnx build --backend openvino --precision int8`` builds
+  (:func:`calibration.precision.apply_openvino_int8`): NNCF with the plan's float nodes as ignored scope,
+  sigmoid gates quantized, NNCF's overflow fix by ``--cpu-target`` (native: on where this CPU lacks VNNI);
+* with ``--gates-float``, ``attnx-gates-float``: the same with the plan's sigmoid gates kept float.
 
 Each is compared with OpenVINO FP32 on the held-out images (:func:`calibration.evaluate.agreement`) and all
-four are timed in one interleaved run (:func:`deploy.bench.measure`: OpenVINO CPU, batch 1, ``--threads``,
+the variants are timed in one interleaved run (:func:`deploy.bench.measure`: OpenVINO CPU, batch 1, ``--threads``,
 latency hint, one seeded input). Ratios are to ``nncf-direct``: p50 over p50, and the median of the
 per-round paired ratios (:func:`deploy.bench.paired_ratios`).
 """
@@ -30,15 +32,7 @@ from typing import Any
 
 import numpy as np
 
-VARIANTS = ("fp32", "attnx-ort-qdq", "nncf-direct", "attnx-nncf")
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")  # int8 dot products accumulated in int32
-
-
-def has_vnni() -> bool:
-    """Whether this CPU has an int8 dot product that does not saturate (VNNI, AMX, Arm dot product)."""
-    from deploy.runtime.openvino import _isa_flags
-
-    return any(f in VNNI_FLAGS for f in _isa_flags())
+VARIANTS = ("fp32", "attnx-ort-qdq", "nncf-direct", "attnx")
 
 
 def nncf_direct(path: Path, arrays: dict[str, np.ndarray], transformer: bool) -> tuple[Any, float]:
@@ -59,7 +53,7 @@ def nncf_direct(path: Path, arrays: dict[str, np.ndarray], transformer: bool) ->
 
 
 def bench_model(name: str, config: str | None, size: int | None, threads: int, runs: int,
-                calibration: dict[str, Any], saturation_safe: bool, folder: Path) -> dict[str, Any]:  # fmt: skip
+                calibration: dict[str, Any], folder: Path, gates_float: bool = False) -> dict[str, Any]:  # fmt: skip
     import onnx
     import openvino
 
@@ -68,8 +62,8 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
     from calibration.data import load_split
     from calibration.evaluate import agreement
     from calibration.graph import graph_inputs, load_model, name_nodes
-    from calibration.nncf_quant import float_plan, quantize_openvino
-    from calibration.precision import apply_precision
+    from calibration.nncf_quant import float_plan
+    from calibration.precision import apply_openvino_int8, apply_precision
     from deploy.bench import BenchOptions, BenchTarget, measure, paired_ratios, summarize
     from deploy.selection_report import direct_runner
 
@@ -101,10 +95,15 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
                                       "overflow_fix": "default (first_layer_only)",
                                       "fake_quantize": _count_fq(direct)}  # fmt: skip
 
-    ours, info = quantize_openvino(path, calib.arrays, ignored, transformer, saturation_safe, calib.count)
-    paths["attnx-nncf"] = folder / f"{name}-attnx-nncf.xml"
-    openvino.save_model(ours, str(paths["attnx-nncf"]), compress_to_fp16=False)
-    row["variants"]["attnx-nncf"] = info
+    variants = {"attnx": calibration}
+    if gates_float:  # the plan with its sigmoid gates kept float (calibration option quantize_gates=false)
+        variants["attnx-gates-float"] = {**calibration, "quantize_gates": False}
+    for key, options in variants.items():
+        built = apply_openvino_int8(path, options)
+        paths[key] = folder / f"{name}-{key}.xml"
+        openvino.save_model(built.model, str(paths[key]), compress_to_fp16=False)
+        row["variants"][key] = {**built.plan["nncf"], "recipe": built.plan["cpu"]["recipe"]}
+    keys = list(paths)
 
     runners = {k: direct_runner("openvino", "fp32" if k == "fp32" else "int8", p, threads) for k, p in paths.items()}
     input_name = graph_inputs(model)[0].name
@@ -114,13 +113,13 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
         return {"output": np.concatenate([run({input_name: samples[i : i + 1]})[0] for i in range(len(samples))])}
 
     reference = outputs(runners["fp32"])
-    for key in VARIANTS[1:]:
+    for key in keys[1:]:
         a = agreement(reference, outputs(runners[key]))
         row["variants"][key]["cosine"] = round(a.min_cosine, 6)
         row["variants"][key]["top1_agreement"] = round(1.0 - a.top1_drop_all / 100.0, 4)
 
     if runs:
-        targets = [BenchTarget(k, "openvino", "fp32" if k == "fp32" else "int8", infer=runners[k]) for k in VARIANTS]
+        targets = [BenchTarget(k, "openvino", "fp32" if k == "fp32" else "int8", infer=runners[k]) for k in keys]
         x = np.random.default_rng(0).standard_normal(tuple(row["input_shape"])).astype(np.float32)
         block = 1
         measured = {m.target.name: m for m in measure(targets, {input_name: x}, 1,
@@ -129,7 +128,7 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
         ref = measured["nncf-direct"].samples_ms
         p50 = {k: summarize(m.samples_ms).p50_ms for k, m in measured.items()}
         row["latency_p50_ms"] = {k: round(v, 3) for k, v in p50.items()}
-        for key in VARIANTS:
+        for key in keys:
             r = row["variants"].setdefault(key, {})
             r["p50_ms"] = round(p50[key], 3)
             r["ratio_to_nncf_direct"] = round(p50[key] / p50["nncf-direct"], 3)
@@ -137,7 +136,7 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
                 float(np.median(paired_ratios(measured[key].samples_ms, ref, block))), 3
             )
     direct_cos = row["variants"]["nncf-direct"]["cosine"]
-    for key in ("attnx-ort-qdq", "attnx-nncf"):
+    for key in keys[1:]:
         row["variants"][key]["cosine_minus_nncf_direct"] = round(row["variants"][key]["cosine"] - direct_cos, 6)
     return row
 
@@ -153,7 +152,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        for key in VARIANTS:
+        for key in ["fp32", *[k for k in r["variants"] if k != "fp32"]]:
             v = r["variants"].get(key, {})
             cos = f"{v['cosine']:.5f}" if "cosine" in v else "(reference)"
             top1 = f"{v['top1_agreement']:.3f}" if "top1_agreement" in v else ""
@@ -166,9 +165,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.bench import machine_info, steady_malloc
+    from deploy.cpu import CPU_TARGETS, detect
     from deploy.files import write_json
     from deploy.roofline import cpu_peak
-    from deploy.runtime.openvino import _isa_flags
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="se_resnet,cbam_resnet,vit_tiny", help="comma-separated zoo names")
@@ -180,27 +179,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=64, help="calibration images (digits train split)")
     parser.add_argument("--eval-count", type=int, default=32, help="held-out images (digits test split)")
     parser.add_argument("--source", default="digits")
-    parser.add_argument("--saturation-safe", choices=("auto", "on", "off"), default="auto",
-                        help="NNCF overflow fix for attnx-nncf (auto: on where this CPU lacks VNNI)")  # fmt: skip
+    parser.add_argument("--cpu-target", choices=CPU_TARGETS, default="native",
+                        help="attnx's CPU target (NNCF overflow fix where it lacks VNNI); see `attnx cpu`")  # fmt: skip
+    parser.add_argument("--gates-float", action="store_true",
+                        help="also attnx-gates-float: the plan with its sigmoid gates kept float")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     configs = [c or None for c in args.configs.split(",")] if args.configs else [None] * len(names)
     if len(configs) != len(names):
         parser.error(f"--configs names {len(configs)} configuration(s) for {len(names)} model(s)")
-    safe = {"on": True, "off": False}.get(args.saturation_safe, not has_vnni())
     calibration = {"count": args.count, "eval_count": args.eval_count, "source": args.source, "threads": args.threads,
-                   "cache": False}  # fmt: skip
+                   "cache": False, "cpu_target": args.cpu_target}  # fmt: skip
     steady_malloc()
     rows = []
     with tempfile.TemporaryDirectory(prefix="attnx-nncf-bench-") as tmp:
         for name, config in zip(names, configs):
-            row = bench_model(name, config, args.size, args.threads, args.runs, calibration, safe, Path(tmp))
+            row = bench_model(name, config, args.size, args.threads, args.runs, calibration, Path(tmp),
+                              args.gates_float)  # fmt: skip
             rows.append(row)
-            v = row["variants"]
-            print(f"{name} ({row['config']}): cosine " + ", ".join(f"{k} {v[k]['cosine']:.5f}" for k in VARIANTS[1:])
-                  + (", p50 ms " + ", ".join(f"{k} {row['latency_p50_ms'][k]:.2f}" for k in VARIANTS)
-                     if "latency_p50_ms" in row else ""), file=sys.stderr, flush=True)  # fmt: skip
+            v = {k: x for k, x in row["variants"].items() if "cosine" in x}
+            p50 = row.get("latency_p50_ms", {})
+            print(f"{name} ({row['config']}): cosine " + ", ".join(f"{k} {x['cosine']:.5f}" for k, x in v.items())
+                  + (", p50 ms " + ", ".join(f"{k} {t:.2f}" for k, t in p50.items()) if p50 else ""),
+                  file=sys.stderr, flush=True)  # fmt: skip
     print(markdown(rows))
     if args.json:
         import nncf  # type: ignore[import-untyped]
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, {
             "command": "python -m calibration.nncf_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
             "size": args.size, "threads": args.threads, "runs": args.runs, "calibration": calibration,
-            "saturation_safe": safe, "vnni": has_vnni(), "isa": _isa_flags(), "nncf": nncf.__version__,
+            "cpu_features": detect().to_dict(), "nncf": nncf.__version__,
             "machine": machine_info(args.threads, cpu_peak()), "rows": rows,
         })  # fmt: skip
     return 0

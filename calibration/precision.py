@@ -65,7 +65,9 @@ class PrecisionResult:
 
     def save(self, onnx_path: Path) -> dict[str, Path]:
         """Write the model, ``<stem>.plan.json`` and (INT8) ``<stem>.calibration.json`` beside it, atomically."""
-        from deploy.files import write_bytes
+        import contextlib
+
+        from deploy.files import atomic_path
 
         onnx_path = Path(onnx_path)
         written = {"onnx": onnx_path, "plan": onnx_path.with_name(onnx_path.stem + ".plan.json")}
@@ -73,9 +75,13 @@ class PrecisionResult:
         if self.calibration_table is not None:
             written["calibration"] = onnx_path.with_name(onnx_path.stem + ".calibration.json")
             payloads["calibration"] = Path(self.calibration_table).read_bytes()
-        for key in ("calibration", "plan", "onnx"):  # the model last: its presence means the rest is there
-            if key in payloads:
-                write_bytes(written[key], payloads[key])
+        # Every file written in full before any is renamed into place (a full disk leaves none of them); the
+        # renames run in reverse order of entry, so the model comes last: its presence means the rest is there.
+        with contextlib.ExitStack() as stack:
+            tmps = {key: stack.enter_context(atomic_path(written[key]))
+                    for key in ("onnx", "plan", "calibration") if key in payloads}  # fmt: skip
+            for key, tmp in tmps.items():
+                tmp.write_bytes(payloads[key])
         return written
 
 
@@ -368,8 +374,10 @@ def format_plan(plan: dict[str, Any], max_nodes: int = 6) -> str:
     int8 = plan["precision"] == "int8"
     entries = plan.get("excluded" if int8 else "kept_fp32", {})
     counts = plan.get("counts", {})
+    done = (f"{counts['fake_quantize']} FakeQuantize by NNCF" if "fake_quantize" in counts
+            else f"{counts.get('quantized', 0)} nodes quantized")  # fmt: skip
     head = (
-        f"INT8 ({plan['style']} layout): {counts.get('quantized', 0)} nodes quantized, {len(entries)} left float"
+        f"INT8 ({plan['style']} layout): {done}, {len(entries)} left float"
         if int8
         else f"FP16: {len(entries)} of {plan['nodes']} nodes kept FP32, the rest FP16"
     )
@@ -397,3 +405,81 @@ def format_plan(plan: dict[str, Any], max_nodes: int = 6) -> str:
             )
             lines.append(f"  check vs FP32 ({label}, {c['samples']} samples): cosine {c['min_cosine']:.6f}{top1}")
     return "\n".join(lines)
+
+
+@dataclass
+class OpenVinoInt8Result:
+    """OpenVINO INT8 by NNCF: the quantized ``openvino.Model`` (FakeQuantize inside), its plan, its data."""
+
+    model: Any  # openvino.Model: save with openvino.save_model(model, "model.xml", compress_to_fp16=False)
+    plan: dict[str, Any]
+    calibration_info: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    held_out: bool = False  # checked on held-out samples of the calibration source
+
+
+def apply_openvino_int8(fp32_onnx_path: Path, calibration: dict[str, Any] | None = None) -> OpenVinoInt8Result:
+    """INT8 for OpenVINO's CPU plugin: NNCF quantizes the FP32 model with attnx's plan as its ignored scope.
+
+    The same calibration samples as the ONNX Runtime route (``calibration`` options, ``load_split``), NNCF's
+    transformer model type where the plan finds attention, and NNCF's overflow fix when the CPU target's
+    u8×s8 kernels saturate (:func:`deploy.cpu.int8_recipe`). Sigmoid gates are quantized unless the user set
+    ``quantize_gates``: kept float they made the NNCF model 1.15–1.2× slower than NNCF's own on cbam_resnet
+    at 224², and quantized they were no less accurate (``python -m calibration.nncf_bench --gates-int8``).
+    The check compares it with the FP32 model in ONNX Runtime, on held-out samples and seeded inputs.
+    Raises :class:`UserError` (one line) when NNCF or OpenVINO is missing or fails.
+    """
+    from calibration.graph import graph_inputs
+    from calibration.nncf_quant import float_plan, quantize_openvino
+    from deploy.cpu import int8_recipe
+
+    options = dict(calibration or {})
+    options.setdefault("quantize_gates", True)
+    cfg = CalibrationConfig.from_dict(options)
+    model = load_model(Path(fp32_onnx_path))
+    name_nodes(model)
+    inputs = graph_inputs(model)
+    calib, held = load_split(inputs, cfg)
+    notes = [*calib.notes, *held.notes]
+    if calib.synthetic:
+        notes.append("calibration data is SYNTHETIC (seeded standard-normal), not real images")
+    recipe = int8_recipe(cfg.cpu_target)
+    ignored, transformer = float_plan(model, calib.sample_shapes(), cfg)
+    ov_model, info = quantize_openvino(Path(fp32_onnx_path), calib.arrays, ignored, transformer,
+                                       recipe.saturation_safe, calib.count)  # fmt: skip
+    if info["ignored"]["unmatched"]:
+        notes.append(f"{len(info['ignored']['unmatched'])} float node(s) of the plan have no OpenVINO op (folded)")
+    plan: dict[str, Any] = {
+        "precision": "int8", "style": "openvino", "nodes": len(model.graph.node),
+        "converter": f"nncf {info['nncf']} quantize ({info['model_type']} model type, overflow fix "
+                     f"{info['overflow_fix']}) with the attnx plan as ignored scope",
+        "excluded": {n: {"category": "plan", "reason": "kept float by the attention-aware plan"} for n in ignored},
+        "counts": {"nodes": len(model.graph.node), "float": len(ignored), "fake_quantize": info["fake_quantize"]},
+        "nncf": info,
+        "cpu": {"recipe": recipe.to_dict(), "verified_on": recipe.built_on.to_dict(),
+                "saturation": {"safe": recipe.saturation_safe, "by": f"NNCF overflow fix {info['overflow_fix']}"},
+                "check_kernels": "OpenVINO CPU"},
+    }  # fmt: skip
+    plan["check"] = _check_openvino(model, ov_model, held, cfg, _margin("int8"))
+    calibration_info = {"method": "nncf (its own statistics over the samples)", **describe(calib),
+                        "data_sha256": calib.sha256(), "cache_hit": False}  # fmt: skip
+    return OpenVinoInt8Result(ov_model, plan, calibration_info, notes, bool(held.count))
+
+
+def _check_openvino(fp32: onnx.ModelProto, ov_model: Any, held: CalibrationData, cfg: CalibrationConfig,
+                    margin: float) -> dict[str, Any]:  # fmt: skip
+    """Agreement of the NNCF model (OpenVINO CPU) with FP32 (ONNX Runtime) on the held-out samples."""
+    import openvino
+
+    if not held.count:
+        return {}
+    compiled = openvino.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [o.get_any_name() for o in compiled.outputs]
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feed in held.batches(cfg.batch_size):
+        result = compiled(feed)
+        for n, port in zip(names, compiled.outputs):
+            chunks[n].append(np.asarray(result[port]))
+    got = {n: np.concatenate(v) for n, v in chunks.items()}
+    ref = run(fp32, held, cfg.batch_size, cfg.threads)
+    return {"held_out": {"source": held.description, **agreement(ref, got, margin).to_dict()}}

@@ -145,7 +145,9 @@ def ort_style(
         if old in ranges and new != old:
             ranges[new] = ranges[old]
     names = {n.name for n in model.graph.node}
-    with tempfile.TemporaryDirectory(prefix="attnx-ort-qdq-") as tmp:
+    from deploy.tempdirs import owned_prefix
+
+    with tempfile.TemporaryDirectory(prefix=owned_prefix("attnx-ort-qdq-")) as tmp:  # swept if killed
         cache = Path(tmp) / "ranges.json"
         out = Path(tmp) / "int8.onnx"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)

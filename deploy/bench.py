@@ -431,7 +431,7 @@ def bundle_target(
     return BenchTarget(
         name=name or f"{m.backend} {m.precision}", backend=m.backend, precision=m.precision, infer=engine,
         device="gpu" if m.backend == "trt" else "cpu", timed=timed, max_batch=max_batch, close=engine.close,
-        info={"bundle": str(bundle), "device": m.device, "build": m.build},
+        info={"bundle": str(bundle), "device": m.device, "build": m.build, "kernels": engine.info["kernels"]},
     )  # fmt: skip
 
 
@@ -509,6 +509,7 @@ def run_bench(
         for b, n in zip(bundles, names):
             targets.append(bundle_target(b, options.threads, options.cuda_graph, name=n,
                                          allow_failed_parity=allow_failed_parity))  # fmt: skip
+        notes.extend(f"{t.name} runs on {t.info['kernels']}" for t in targets if t.info.get("kernels"))
         flops_info, flops_by_batch = _count_flops(manifests, bundles, prepared, input_name, chw, options.batches)
         notes.extend(flops_info.pop("notes", []))
         cpu, gpus = _peaks(options, targets)
@@ -718,10 +719,12 @@ def _options_dict(options: BenchOptions) -> dict[str, Any]:
 
 def machine_info(threads: int | None, cpu: PeakInfo | None = None, gpus: dict[str, PeakInfo | None] | None = None) -> dict[str, Any]:  # noqa: E501
     from deploy.bundle import library_versions
+    from deploy.cpu import detect
 
     return {
         "load_avg_1m": _load_avg(),
         "cpu": cpu.device if cpu else platform.processor() or platform.machine(),
+        "cpu_features": detect().to_dict(),  # INT8 numerics and speed depend on them (deploy/cpu.py)
         "physical_cores": cpu.cores if cpu else None,
         "threads": threads,
         "cpu_peak": cpu.to_dict() if cpu else None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +54,9 @@ class BuildOptions:
             raise UserError(f"unknown precision '{self.precision}': choose {', '.join(PRECISIONS)} or best")
         if self.max_batch < 1:
             raise UserError(f"--max-batch must be ≥ 1, got {self.max_batch}")
+        if self.precision == "fp16" and self.backend == "openvino":
+            raise UserError("OpenVINO's CPU plugin has no fp16 path (it would compute in fp32 or bf16): build "
+                            "--backend openvino as fp32, bf16 or int8, or fp16 with --backend ort or trt")  # fmt: skip
         if self.precision == "bf16" and self.backend not in ("openvino", "auto"):
             raise UserError("bf16 runs through OpenVINO's inference precision: use --backend openvino (or auto)")
 
@@ -100,8 +102,10 @@ def build_bundle(source: str, out_dir: Path, options: BuildOptions, model_spec: 
         backend, precision = candidates[0]  # one candidate: build it directly
         options = dataclasses.replace(options, backend=backend, precision=precision)
     backend, backend_reason = resolve_backend(options.backend)
-    with tempfile.TemporaryDirectory(prefix="attnx-build-") as tmpdir:
-        work = Path(tmpdir)
+    from deploy.tempdirs import sweep_build_leftovers, tempdir
+
+    sweep_build_leftovers(Path(out_dir))  # work folders of killed builds (their process is gone)
+    with tempdir("attnx-build-") as work:
         prepared, fp32_path = _fp32_onnx(source, work, options, model_spec, config, weights, backend)
         with BundleWriter(out_dir) as writer:
             manifest = _assemble(prepared, fp32_path, writer, options, backend, work)
@@ -158,7 +162,10 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
 
     check_destination(Path(out_dir))  # before any candidate is built
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{Path(out_dir).name}.best-", dir=Path(out_dir).parent) as tmpdir:
+    from deploy.tempdirs import sweep_build_leftovers, tempdir
+
+    sweep_build_leftovers(Path(out_dir))
+    with tempdir(f".{Path(out_dir).name}.best-", dir=Path(out_dir).parent) as tmpdir:
         built: dict[tuple[str, str], BuildResult] = {}
         failed: dict[tuple[str, str], str] = {}  # a candidate that cannot be built is recorded, not fatal
         for backend, precision in candidates:
@@ -285,12 +292,27 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     precision_plan = calibration_info = None
     check_inputs = None
     notes: list[str] = []
+    # OpenVINO INT8 is NNCF's: the engine is OpenVINO's own model (model.xml + model.bin, FakeQuantize inside)
+    # and the bundle's ONNX is its fp32 source; measured faster than the ORT-layout Q/DQ graph compiled by
+    # OpenVINO on every model tried, and more accurate on ViT (python -m calibration.nncf_bench).
+    openvino_int8 = backend == "openvino" and options.precision == "int8"
     if options.precision in ("fp32", "bf16"):  # bf16 is a runtime setting of the fp32 graph
         baked = fp32
+    elif openvino_int8:
+        import openvino
+
+        from calibration.precision import apply_openvino_int8
+
+        ov = apply_openvino_int8(fp32_path, options.calibration)
+        baked = fp32
+        precision_plan, calibration_info = ov.plan, ov.calibration_info
+        notes.extend(ov.notes)
+        check_inputs = ov.held_out or None
+        openvino.save_model(ov.model, str(writer.path("model.xml")), compress_to_fp16=False)
+        files.update(weights="model.bin")
     else:
         from calibration.precision import apply_precision
 
-        # OpenVINO runs the ORT-style Q/DQ graph (u8 activations / s8 weights) like ORT does.
         style = "trt" if backend == "trt" else "ort"
         result = apply_precision(
             fp32_path, options.precision, style=style, calibration=options.calibration, work_dir=work,
@@ -303,7 +325,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
             shutil.copyfile(result.calibration_table, writer.path("calibration.json"))
             files["calibration"] = "calibration.json"
     onnx.save(baked, str(writer.path("model.onnx")))
-    if options.precision in ("fp32", "bf16"):
+    if options.precision in ("fp32", "bf16") or openvino_int8:
         files["reference"] = "model.onnx"
     else:  # keep the fp32 graph: parity and layer-wise search of the bundle need no PyTorch then
         shutil.copyfile(fp32_path, writer.path("reference.onnx"))
@@ -321,8 +343,8 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         if plugins:
             raise UserError(f"--backend openvino cannot run attnx custom ops ({', '.join(plugins)}): "
                             "build with --plugins none")  # fmt: skip
-        # OpenVINO compiles the ONNX itself: the engine is the baked graph (one file, two roles).
-        files["engine"] = "model.onnx"
+        # OpenVINO compiles the ONNX itself (the engine is the baked graph: one file, two roles), or NNCF's model.
+        files["engine"] = "model.xml" if openvino_int8 else "model.onnx"
         build_info["inference_precision"] = "bf16" if options.precision == "bf16" else "f32"
         if options.precision == "bf16":
             from deploy.runtime.openvino import bf16_supported
@@ -333,7 +355,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         from deploy.runtime.openvino import COMPILED_FILE, write_compiled
 
         # The compiled model too: loading imports it instead of compiling the ONNX (first result ~1.5x sooner).
-        build_info["compiled"] = write_compiled(writer.path("model.onnx"), writer.path(COMPILED_FILE),
+        build_info["compiled"] = write_compiled(writer.path(files["engine"]), writer.path(COMPILED_FILE),
                                                 build_info["inference_precision"])  # fmt: skip
         files["compiled"] = COMPILED_FILE
     else:

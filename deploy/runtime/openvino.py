@@ -194,8 +194,9 @@ class OpenVinoRuntime:
         self.path = manifest.path_of(bundle, "engine")
         # OpenVINO has no U8U8 switch: an unsafe INT8 bundle on a non-VNNI CPU is only warned about (open_runtime)
         self.kernels = f"OpenVINO CPU, {int8_path.description}" if int8_path else "OpenVINO CPU"
-        if self.path.suffix != ".onnx":
-            raise UserError(f"OpenVINO bundle {bundle} has engine file {self.path.name}, not an .onnx: rebuild it")
+        if self.path.suffix not in (".onnx", ".xml"):  # .xml: NNCF's INT8 model (its weights in the .bin beside)
+            raise UserError(f"OpenVINO bundle {bundle} has engine file {self.path.name}, not an .onnx or .xml: "
+                            "rebuild it")  # fmt: skip
         requested = str(manifest.build.get("inference_precision", "fp32"))
         if requested not in INFERENCE_PRECISIONS:
             raise UserError(f"bundle {bundle} asks for inference precision '{requested}': choose fp32 or bf16")
@@ -255,7 +256,8 @@ class OpenVinoRuntime:
         return None
 
     def _compile_onnx(self, core: Any, config: dict[str, str]) -> Any:
-        custom = _custom_domains(self.path)  # a saved compiled model was compiled from this ONNX: none there
+        # a saved compiled model was compiled from this ONNX: none there; an OpenVINO .xml has no ONNX domains
+        custom = _custom_domains(self.path) if self.path.suffix == ".onnx" else []
         if custom:
             raise UserError(
                 f"{self.path} uses attnx custom ops ({', '.join(custom)}), which OpenVINO cannot run: "

@@ -19,6 +19,7 @@ never leaves half a model.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -308,11 +309,16 @@ def _openvino_model(name: str, path: Path, manifest: Manifest, *, instance_count
     parameters = {"NUM_STREAMS": str(instance_count)}
     if manifest.build.get("inference_precision") == "bf16":
         parameters["HINT_BF16"] = "YES"
+    engine = manifest.path_of(path, "engine")
+    if engine.suffix == ".xml":  # NNCF's INT8 model: OpenVINO IR, its weights in the .bin beside it
+        files = {"1/model.xml": engine, "1/model.bin": manifest.path_of(path, "weights")}
+    else:
+        files = {"1/model.onnx": engine}
     config = model_config(
         name, manifest, max_batch=0, max_delay_us=None, instance_count=instance_count, instance_kind="KIND_CPU",
-        default_file="model.onnx", parameters=parameters,
+        default_file=next(iter(files)).split("/")[1], parameters=parameters,
     )  # fmt: skip
-    return RepoModel(name, config, {"1/model.onnx": manifest.path_of(path, "engine")}, [(path, manifest)])
+    return RepoModel(name, config, files, [(path, manifest)])
 
 
 def _sidecar(model: RepoModel) -> dict[str, Any]:
@@ -472,8 +478,16 @@ def write_repository(bundles: Sequence[str | Path], out: Path, *, max_batch: int
             check_pbtxt(model.pbtxt, model.config, f"config.pbtxt of '{model.name}'")
         if (out / model.name).exists() and not force:
             raise UserError(f"{out / model.name} exists: pass --force to replace it")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    for model in models:
-        _write_model(out, model, force)
-    write_text(out / "README.md", _readme(out))
+    try:
+        for model in models:
+            _write_model(out, model, force)
+        write_text(out / "README.md", _readme(out))
+    except BaseException as exc:
+        if created:  # a repository this call began and could not finish (disk full, ...): leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            exc.filename, exc.filename2 = str(out), None  # the device that is full, not a work file's name
+        raise
     return models

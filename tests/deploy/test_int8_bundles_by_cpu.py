@@ -71,3 +71,24 @@ def test_parity_of_a_bundle_reproduces_the_build_verdict_on_the_same_inputs(tmp_
     notes: list[str] = []
     seeded, _ = run_bundle_parity(result.bundle, seeded=True, notes=notes)
     assert seeded.input_source.startswith("seeded random") and any("not comparable" in n for n in notes)
+
+
+@pytest.mark.parametrize(("flags", "overflow_fix"),
+                         [("avx2,fma", "enable"), ("avx2,fma,avx512f,avx512_vnni", "disable")])  # fmt: skip
+def test_openvino_int8_is_nncf_with_the_overflow_fix_by_cpu(tmp_path, monkeypatch, flags, overflow_fix):
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino")
+    monkeypatch.setenv(cpu.ENV_FEATURES, flags)
+    calib = {"source": "digits", "count": 16, "eval_count": 16, "cache_dir": str(tmp_path / "cache")}
+    result = build_bundle(TINY, tmp_path / "ov", BuildOptions(backend="openvino", precision="int8", input_shape=SHAPE,
+                                                              calibration=calib), model_spec=TINY)  # fmt: skip
+    m = result.manifest
+    assert m.files["engine"] == "model.xml" and {"model.xml", "model.bin"} <= set(m.sha256)
+    assert m.precision_plan["style"] == "openvino" and m.precision_plan["nncf"]["overflow_fix"] == overflow_fix
+    assert m.precision_plan["counts"]["fake_quantize"] > 0
+    assert m.cpu["saturation"]["safe"] is (overflow_fix == "enable")
+    assert m.parity_inputs["kind"] == "held_out"
+    if overflow_fix == "enable":  # safe on any CPU; without the fix only a real VNNI CPU is sure to pass
+        assert result.parity.passed
+    report, _ = run_bundle_parity(result.bundle, model_spec=TINY)
+    assert report.cases[0].outputs[0].cosine == pytest.approx(m.parity["cases"][0]["outputs"][0]["cosine"], abs=1e-6)
