@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.attnx-installed
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck clean zoo-report bench bench-224 train-digits
+.PHONY: install demo test test-fast lint typecheck clean zoo-report bench bench-224 train-digits gpu-check gpu-check-dry
 
 install: $(STAMP)
 
@@ -61,3 +61,17 @@ train-digits: install
 ## Export the whole zoo and check parity; the Markdown table in the README comes from here.
 zoo-report: install
 	$(PY) -m deploy.zoo_report --json out/zoo_report.json
+
+## One-shot GPU check (NVIDIA GPU, torch with CUDA, triton, cuda-python; no TensorRT needed, nothing installed):
+## plugin kernels vs the NumPy reference and torch, timed against the bandwidth bound; cuda-python buffers and
+## the TensorRT runtime's copies. Writes gpu_check.json and gpu_check.md into GPU_CHECK_OUT. Under 5 minutes.
+## No `install` prerequisite: the GPU machines cannot reach a package index; it runs with what is there.
+GPU_CHECK_OUT ?= bench/gpu_check
+# The GPU machine's own Python (torch with CUDA), not the CPU-only venv.
+GPU_PY ?= $(PYTHON)
+gpu-check:
+	env -u TRITON_INTERPRET $(GPU_PY) -m plugins.gpu_check --out $(GPU_CHECK_OUT)
+
+## The same script on the CPU, as CI runs it (tests/plugins/test_gpu_check.py): interpreter, tiny sizes, numerics.
+gpu-check-dry: install
+	$(PY) -m plugins.gpu_check --dry --out out/gpu_check_dry

@@ -1,12 +1,15 @@
 """Bounded loopback load test of `attnx serve`: throughput and p50/p99 latency with and without dynamic batching,
-and the server's overhead over direct Engine calls.
+over KServe v2 HTTP and gRPC side by side (one server per configuration serves both), and the server's overhead
+over direct Engine calls.
 
     python bench/serve_load.py                                  # tiny_net, 2,000 requests, 16 clients
     python bench/serve_load.py --model cbam_resnet --requests 1000 --json serve.json
     python bench/serve_load.py --bundle bundles/cbam --rows 2
+    python bench/serve_load.py --bundle /tmp/b --protocols http,grpc --json bench/serve_grpc_http.json
 
 Each configuration runs the same seeded requests (one distinct input per request). The server runs in its own
-process on 127.0.0.1 (a free port); the clients are `tritonclient.http` clients in threads of this process.
+process on 127.0.0.1 (free ports); the clients are `tritonclient.http` / `tritonclient.grpc` clients in threads of
+this process, one protocol at a time (their order alternates between rounds), against the same server.
 Every response is checked against the result an in-process Engine computes for that request; the run fails
 (exit 1) on any error or mismatch. Figures depend on the machine and on what else runs on it: report the CPU
 count and load beside them.
@@ -40,6 +43,7 @@ def free_port() -> int:
 
 
 def start_server(bundle: Path, port: int, opts: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """The server in a child process; with ``grpc_port`` in ``opts`` it serves gRPC too (ready: both answer)."""
     kwargs = ", ".join(f"{k}={v!r}" for k, v in opts.items())
     code = f"from deploy.serving.cli import serve; serve([{str(bundle)!r}], host='127.0.0.1', port={port}, {kwargs})"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -49,12 +53,22 @@ def start_server(bundle: Path, port: int, opts: dict[str, Any]) -> subprocess.Po
             raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
+                if r.status == 200 and (opts.get("grpc_port") is None or _grpc_ready(opts["grpc_port"])):
                     return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("server did not become ready in 120 s")
+
+
+def _grpc_ready(port: int) -> bool:
+    import tritonclient.grpc as grpcclient
+
+    try:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as c:
+            return bool(c.is_server_ready(client_timeout=2))
+    except Exception:
+        return False
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -77,11 +91,32 @@ def server_stats(port: int, model: str) -> dict[str, Any]:
     }
 
 
+def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Server statistics of one load run: the counters' growth over it (one server serves both protocols)."""
+    inferences = after["inference_count"] - before["inference_count"]
+    runs = after["execution_count"] - before["execution_count"]
+    sizes = {b: n - before["runs_by_batch_size"].get(b, 0) for b, n in after["runs_by_batch_size"].items()}
+    return {"inference_count": inferences, "execution_count": runs,
+            "mean_rows_per_run": round(inferences / max(1, runs), 2),
+            "runs_by_batch_size": {b: n for b, n in sizes.items() if n}}  # fmt: skip
+
+
+def _load(proto: str, port: int, gport: int, model: str, requests: list[Any], expected: list[Any], clients: int,
+          binary: bool, time_limit_s: float) -> Any:  # fmt: skip
+    from deploy.serving.load import run_load, run_load_grpc
+
+    if proto == "grpc":
+        return run_load_grpc(f"127.0.0.1:{gport}", model, requests, expected, concurrency=clients,
+                             time_limit_s=time_limit_s)  # fmt: skip
+    return run_load(f"127.0.0.1:{port}", model, requests, expected, concurrency=clients, binary=binary,
+                    time_limit_s=time_limit_s)  # fmt: skip
+
+
 def _versions() -> dict[str, str | None]:
     from importlib import metadata
 
     out: dict[str, str | None] = {}
-    for dist in ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "onnxruntime", "tritonclient"):
+    for dist in ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "grpcio", "onnxruntime", "tritonclient"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -115,7 +150,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="ORT intra-op threads per session")
     ap.add_argument("--http", default="auto", help="uvicorn HTTP implementation: auto, h11, httptools")
     ap.add_argument("--loop", default="auto", help="uvicorn event loop: auto, asyncio, uvloop")
-    ap.add_argument("--json-tensors", action="store_true", help="send JSON tensors instead of binary")
+    ap.add_argument("--json-tensors", action="store_true", help="send JSON tensors instead of binary (HTTP)")
+    ap.add_argument("--protocols", default="http,grpc", help="comma-separated: http, grpc (KServe v2 over each)")
     ap.add_argument("--time-limit-s", type=float, default=300.0, help="stop sending after this long, per configuration")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of every configuration (medians are reported)")
     ap.add_argument("--single-requests", type=int, default=300, help="requests for the one-client overhead figure")
@@ -126,7 +162,7 @@ def main() -> int:
     args.single_requests = max(1, min(args.single_requests, args.requests))
 
     from deploy.engine import Engine
-    from deploy.serving.load import run_direct, run_load
+    from deploy.serving.load import run_direct
 
     with tempfile.TemporaryDirectory(prefix="attnx-bench-") as tmp:
         bundle = args.bundle
@@ -166,44 +202,65 @@ def main() -> int:
             "server_dynamic_batching": {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms},
         }
         single = requests[: args.single_requests]
+        protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
+        if not protocols or set(protocols) - {"http", "grpc"}:
+            raise SystemExit(f"--protocols takes http and/or grpc, got {args.protocols!r}")
+        figures["protocols"] = protocols
         failed = False
         rounds: list[dict[str, Any]] = []
-        for _ in range(args.repeats):  # configurations interleaved per round: a noisy machine hits them alike
+        for round_no in range(args.repeats):  # configurations interleaved per round: a noisy machine hits them alike
             row: dict[str, Any] = {}
             direct = run_direct(engine, requests, concurrency=args.concurrency, time_limit_s=args.time_limit_s)
             row["direct_engine"] = direct.summary()
             row["direct_engine_1_client"] = run_direct(engine, single, concurrency=1).summary()
             failed |= bool(direct.errors)
-            for label, batching in configs.items():
-                port = free_port()
+            order = protocols if round_no % 2 == 0 else protocols[::-1]
+            for config, batching in configs.items():
+                port, gport = free_port(), free_port()
                 opts = {**batching, "pool_size": args.pool_size, "threads": args.threads, "http": args.http,
-                        "loop": args.loop}  # fmt: skip
+                        "loop": args.loop, **({"grpc_port": gport} if "grpc" in protocols else {})}  # fmt: skip
                 proc = start_server(bundle, port, opts)
                 try:
-                    url = f"127.0.0.1:{port}"
                     binary = not args.json_tensors
-                    if label == "server_no_batching":  # one client at a time: the server's own cost per request
-                        one = run_load(url, name, single, expected[: len(single)], concurrency=1, binary=binary)
-                        row["server_1_client"] = one.summary()
-                        failed |= bool(one.errors or one.mismatches)
-                    result = run_load(url, name, requests, expected, concurrency=args.concurrency, binary=binary,
-                                      time_limit_s=args.time_limit_s)  # fmt: skip
-                    row[label] = {**result.summary(), "server": server_stats(port, name)}
-                    if result.errors:
-                        row[label]["first_errors"] = result.errors[:5]
-                    failed |= bool(result.errors or result.mismatches or result.completed != args.requests)
+                    for proto in order:
+                        label = f"{proto}_{config}"
+                        if config == "server_no_batching":  # one client at a time: the server's own cost per request
+                            one = _load(proto, port, gport, name, single, expected[: len(single)], 1, binary,
+                                        args.time_limit_s)  # fmt: skip
+                            row[f"{proto}_server_1_client"] = one.summary()
+                            failed |= bool(one.errors or one.mismatches)
+                        before = server_stats(port, name)
+                        result = _load(proto, port, gport, name, requests, expected, args.concurrency, binary,
+                                       args.time_limit_s)  # fmt: skip
+                        row[label] = {**result.summary(), "server": _delta(server_stats(port, name), before)}
+                        if result.errors:
+                            row[label]["first_errors"] = result.errors[:5]
+                        failed |= bool(result.errors or result.mismatches or result.completed != args.requests)
                 finally:
                     stop_server(proc)
-                row[label]["server_exit_code"] = proc.returncode
+                for proto in order:
+                    row[f"{proto}_{config}"]["server_exit_code"] = proc.returncode
             rounds.append(row)
         engine.close()
 
         figures["median_over_repeats"] = {label: _median(rounds, label) for label in rounds[0]}
         med = figures["median_over_repeats"]
         figures["server_overhead_ms_per_request_1_client"] = {
-            q: round(med["server_1_client"]["latency_ms"][q] - med["direct_engine_1_client"]["latency_ms"][q], 3)
-            for q in ("p50", "p99")
+            proto: {
+                q: round(
+                    med[f"{proto}_server_1_client"]["latency_ms"][q] - med["direct_engine_1_client"]["latency_ms"][q], 3
+                )
+                for q in ("p50", "p99")
+            }  # fmt: skip
+            for proto in protocols
         }
+        figures["table"] = [
+            {"protocol": proto, "batching": "on" if "dynamic" in config else "off",
+             "throughput_rps": med[f"{proto}_{config}"]["throughput_rps"], **med[f"{proto}_{config}"]["latency_ms"],
+             "errors": med[f"{proto}_{config}"]["errors"], "mismatches": med[f"{proto}_{config}"]["mismatches"],
+             "mean_rows_per_engine_run": med[f"{proto}_{config}"].get("mean_rows_per_engine_run")}
+            for config in configs for proto in protocols
+        ]  # fmt: skip
         figures["rounds"] = rounds
         figures["loadavg_after"] = os.getloadavg()
 

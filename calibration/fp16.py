@@ -101,9 +101,90 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> tuple[onnx.ModelPro
     removed = remove_round_trips(out)
     if removed:
         notes.append(f"removed {removed} FP32→FP16→FP32 cast round trip(s) left by the converter")
+    mixed = unify_float_inputs(out)
+    if mixed:
+        notes.append(f"cast {mixed} FP32 input(s) of FP16 nodes (shape arithmetic: Shape → Cast → Div) to FP16")
     topo_sort(out)
     del out.graph.value_info[:]
     return finish_model(out, model), notes
+
+
+def mark_softmax_precision(model: onnx.ModelProto, reasons: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Set ``softmax_precision`` = FLOAT on the named Attention nodes that now compute in FP16 (in place).
+
+    Returns, per node, what was marked and why (the plan's entry). A node left FP32 needs no mark.
+    """
+    from onnx import helper
+
+    types = _elem_types(model)
+    marked: dict[str, dict[str, str]] = {}
+    for node in model.graph.node:
+        if node.name not in reasons or node.op_type != "Attention" or types.get(node.input[0]) != FLOAT16:
+            continue
+        kept = [a for a in node.attribute if a.name != "softmax_precision"]
+        del node.attribute[:]
+        node.attribute.extend([*kept, helper.make_attribute("softmax_precision", FLOAT)])
+        marked[node.name] = {"op": "Attention", "computes": "fp16", "softmax_precision": "FLOAT",
+                             "reason": reasons[node.name]}  # fmt: skip
+    return marked
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    import onnx
+
+    fresh = onnx.ModelProto()
+    fresh.CopyFrom(model)
+    del fresh.graph.value_info[:]
+    g = onnx.shape_inference.infer_shapes(fresh, strict_mode=False).graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    types.update({i.name: i.data_type for i in g.initializer})
+    return types
+
+
+# Ops whose float inputs share one type parameter: an FP32 input beside an FP16 one is an invalid graph.
+SAME_TYPE_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Concat", "MatMul",
+                 "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Mod", "PRelu", "Gemm"}  # fmt: skip
+
+
+def unify_float_inputs(model: onnx.ModelProto) -> int:
+    """Cast every FP32 input of a node that mixes FP32 and FP16 inputs under one type parameter to the node's
+    own type (FP16 where it was converted). The converter leaves a value computed from the input's shape
+    (Shape → Gather → Mul → Cast(to FP32)) FP32 beside FP16 arithmetic: the pixel count of a dynamic H×W."""
+    import onnx
+    from onnx import helper
+
+    fresh = onnx.ModelProto()
+    fresh.CopyFrom(model)
+    del fresh.graph.value_info[:]  # the converter's value_info can be stale: infer the types afresh
+    g = onnx.shape_inference.infer_shapes(fresh, strict_mode=False).graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    types.update({i.name: i.data_type for i in g.initializer})
+    for node in g.node:  # Constant outputs are not always in value_info
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    types[node.output[0]] = a.t.data_type
+    added = []
+    count = 0
+    for node in model.graph.node:
+        if node.op_type not in SAME_TYPE_OPS:
+            continue
+        first = 1 if node.op_type == "Where" else 0
+        floats = {types.get(t) for t in node.input[first:] if t} & {FLOAT, FLOAT16}
+        if floats != {FLOAT, FLOAT16}:
+            continue
+        target = types.get(node.output[0])
+        if target not in (FLOAT, FLOAT16):
+            target = FLOAT16
+        for i, t in enumerate(node.input):
+            if i < first or not t or types.get(t) not in (FLOAT, FLOAT16) or types.get(t) == target:
+                continue
+            cast_out = f"{t}__attnx_as_{'fp16' if target == FLOAT16 else 'fp32'}_{count}"
+            added.append(helper.make_node("Cast", [t], [cast_out], to=target, name=f"{cast_out}_cast"))
+            node.input[i] = cast_out
+            count += 1
+    model.graph.node.extend(added)
+    return count
 
 
 def remove_round_trips(model: onnx.ModelProto) -> int:

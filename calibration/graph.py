@@ -306,7 +306,7 @@ def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool =
     form = cpu_form(model)
     model = form.model
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures are raised and reported in one line
     if threads:
         options.intra_op_num_threads = threads
     if not optimize:

@@ -34,6 +34,8 @@ from deploy.errors import UserError
 # category → (kept FP32 under FP16, excluded from INT8 quantization)
 CATEGORIES: dict[str, tuple[bool, bool]] = {
     "softmax": (True, True),
+    # one ONNX Attention node: FP16 with its softmax_precision set to FLOAT (softmax inside in FP32); never INT8
+    "fused_attention": (False, True),
     "attention_matmul": (True, True),
     "attention_path": (True, True),
     "double_norm": (True, True),
@@ -69,6 +71,7 @@ PROB_OPS = LAYOUT_OPS | {"Mul", "Div", "Add", "Sub", "ReduceSum", "ReduceMean", 
 MATMUL_OPS = {"MatMul", "Einsum"}
 NORM_OPS = {
     "LayerNormalization",
+    "RMSNormalization",
     "GroupNormalization",
     "InstanceNormalization",
     "LpNormalization",
@@ -149,8 +152,12 @@ def detect(index: GraphIndex, reduce_extent: int = 1024, user_exclude: Iterable[
                 node, "softmax", f"softmax: {op} (FP16 exp-sums overflow, INT8 would round small probabilities to 0)"
             )
             _attention_core(index, node, plan)
+        elif op == "Attention" and node.domain in ("", "ai.onnx"):
+            _fused_attention(index, node, plan)
         elif op in NORM_OPS:
-            plan.add(node, "normalization", f"normalization: {op} (mean/variance of reduced-precision values)")
+            stash = " and its stash_type statistics" if op in ("LayerNormalization", "RMSNormalization") else ""
+            plan.add(node, "normalization", f"normalization: {op} (mean/variance of reduced-precision values; "
+                     f"the node{stash} stay FP32)")  # fmt: skip
             _norm_inputs(index, node, plan)
         elif op == "ReduceMean":
             if _decomposed_norm(index, node, plan):
@@ -186,6 +193,27 @@ def detect(index: GraphIndex, reduce_extent: int = 1024, user_exclude: Iterable[
             raise UserError(f"calibration exclude names node '{name}', which the model does not have{hint}")
         plan.add(index.nodes[name], "user", "user: listed in the calibration 'exclude' option")
     return plan
+
+
+def softmax_precision_attr(index: GraphIndex) -> bool:
+    """Whether the model's opset defines ``Attention.softmax_precision`` (the precision of the softmax inside)."""
+    import onnx
+
+    opset = next((o.version for o in index.model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    try:
+        return "softmax_precision" in onnx.defs.get_schema("Attention", opset).attributes
+    except onnx.defs.SchemaError:
+        return False
+
+
+def _fused_attention(index: GraphIndex, node: Any, plan: Plan) -> None:
+    """One ONNX Attention node (QKᵀ, scale, mask, softmax and ·V inside): its probabilities never leave it."""
+    int8 = "INT8 leaves it float (its probabilities never quantized; Q/DQ only on the projections around it)"
+    if softmax_precision_attr(index):
+        plan.add(node, "fused_attention", "fused_attention: Attention node; FP16 computes it in FP16 with "
+                 f"softmax_precision=FLOAT (the softmax inside stays FP32); {int8}")  # fmt: skip
+    else:  # no attribute to mark the softmax's precision: the whole node stays FP32
+        plan.add(node, "softmax", f"softmax: Attention node without softmax_precision (FP32 under FP16); {int8}")
 
 
 def _attention_core(index: GraphIndex, softmax: Any, plan: Plan) -> None:

@@ -40,6 +40,7 @@ PRECISIONS = ("fp16", "int8")
 # INT8 (ORT style): excluded nodes of these categories read float inputs even when their producer is quantized
 FLOAT_INPUT_CATEGORIES = {
     "softmax",
+    "fused_attention",
     "attention_matmul",
     "normalization",
     "norm_input",
@@ -67,6 +68,7 @@ class PrecisionResult:
         """Write the model, ``<stem>.plan.json`` and (INT8) ``<stem>.calibration.json`` beside it, atomically."""
         import contextlib
 
+        from deploy.errors import name_destination
         from deploy.files import atomic_path
 
         onnx_path = Path(onnx_path)
@@ -81,7 +83,11 @@ class PrecisionResult:
             tmps = {key: stack.enter_context(atomic_path(written[key]))
                     for key in ("onnx", "plan", "calibration") if key in payloads}  # fmt: skip
             for key, tmp in tmps.items():
-                tmp.write_bytes(payloads[key])
+                try:
+                    tmp.write_bytes(payloads[key])
+                except OSError as exc:
+                    name_destination(exc, written[key], tmp)  # the file whose write failed (write() names none)
+                    raise
         return written
 
 
@@ -148,6 +154,11 @@ def apply_precision(
             info = _info(table, hit, calib, cache_dir)
         baked, cnotes = to_fp16(model, plan.keep_fp32())
         notes.extend(cnotes)
+        from calibration.fp16 import mark_softmax_precision
+
+        fused = {n: d.reasons[0] for n, d in plan.decisions.items() if "fused_attention" in d.categories}
+        if fused:  # Attention nodes computed in FP16: their softmax in FP32 (the op's softmax_precision)
+            plan_out["internal_precision"] = mark_softmax_precision(baked, fused)
         entries = plan.entries(int8=False)
         plan_out.update(
             converter=converter_version(), kept_fp32=entries, counts=_counts(entries, len(model.graph.node))

@@ -244,9 +244,11 @@ def _run(sess: Any, tensors: list[str], feed: dict[str, np.ndarray]) -> Iterable
     try:
         outs = sess.run(tensors, feed)
     except Exception as exc:  # ORT raises its own types; a bad feed is the user's data
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        shapes = {k: v.shape for k, v in feed.items()}
-        raise UserError(f"the model rejects calibration data of shape {shapes}: {first[:200]}") from None
+        from deploy.library_errors import ort_message
+
+        shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feed.items())
+        fix = "pass the shape it was exported at (--input-shape / --calib input_shape=CxHxW), or re-export it"
+        raise UserError(f"the model rejects calibration data ({shapes}): {ort_message(exc, fix=fix)}") from None
     return zip(tensors, (np.asarray(o, np.float32) for o in outs))
 
 

@@ -402,7 +402,7 @@ def _build_ort_engine(model_path: Path, engine_path: Path, plugins: list[str], n
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(engine_path)
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures are raised and reported in one line
     ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     return engine_path.name
 

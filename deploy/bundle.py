@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,6 +211,8 @@ def cpu_device() -> dict[str, Any]:
 
 def check_destination(dest: Path) -> None:
     """A bundle may replace a bundle or fill an empty folder, never overwrite someone's other files."""
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest} is a file, not a folder: give a new or empty folder for the bundle")
     if dest.exists() and not (dest / MANIFEST_NAME).is_file() and any(dest.iterdir()):
         raise UserError(f"{dest} exists and is not a bundle: choose an empty or new folder")
 
@@ -236,7 +237,14 @@ class BundleWriter:
         self.dest = Path(dest)
         check_destination(self.dest)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=self.dest.parent))
+        from deploy.errors import name_destination
+        from deploy.tempdirs import mkdtemp
+
+        try:
+            self.tmp = mkdtemp(f".{self.dest.name}.", dir=self.dest.parent)  # named by its pid: deploy.tempdirs
+        except OSError as exc:
+            name_destination(exc, self.dest, self.dest.parent / f".{self.dest.name}.")
+            raise
 
     def path(self, name: str) -> Path:
         return self.tmp / name
@@ -255,6 +263,9 @@ class BundleWriter:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        from deploy.errors import name_destination
+
+        name_destination(exc, self.dest, self.tmp)  # the bundle the user named, not the hidden work folder
         if self.tmp.exists():
             self.abort()  # commit() renamed it away on success; anything left is a failed build
 

@@ -17,15 +17,36 @@ from deploy.errors import UserError
 
 
 class _AttnxGroup(TyperGroup):
-    """Turns a UserError from any command into one line on stderr and exit code 2."""
+    """Turns a UserError from any command into one line on stderr and exit code 2; so too an OSError the user
+    can fix (disk full, permissions, a file in the way: deploy.errors.os_error_message) and ONNX / ONNX Runtime
+    refusing a model or its inputs. Anything else is a bug in attnx and keeps its traceback."""
 
     def invoke(self, ctx: typer.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            # messages quote names read from files: print them, never style them
-            err_console.print(f"[bold red]error:[/] {escape_markup(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _error_line(str(exc))
+        except OSError as exc:  # disk full, permissions, a file where a folder must be: the user's to fix
+            from deploy.errors import os_error_message
+
+            message = os_error_message(exc)
+            if message is None:
+                raise
+            _error_line(message)
+        except Exception as exc:  # ONNX / ONNX Runtime refusing a model or its inputs; attnx bugs stay tracebacks
+            from deploy.errors import library_error_message
+
+            message = library_error_message(exc)
+            if message is None:
+                raise
+            _error_line(message)
+
+
+def _error_line(message: str) -> None:
+    """One line on stderr and exit code 2."""
+    # messages quote names read from files: print them, never style them
+    err_console.print(f"[bold red]error:[/] {escape_markup(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 err_console = Console(stderr=True)
@@ -61,6 +82,15 @@ def _calibration(calib: list[str] | None, cpu_target: str) -> dict:
     options = parse_cli_options(calib or [])
     options.setdefault("cpu_target", cpu_target)
     return options
+
+
+def _calibration_shape(calibration: dict, input_shape: str | None) -> None:
+    """``--input-shape`` is enough: it is the calibration's input_shape too (a graph with dynamic H/W needs one),
+    unless ``--calib input_shape=...`` says otherwise."""
+    if input_shape and calibration.get("input_shape") is None:
+        shape = _shape(input_shape)
+        if shape is not None and len(shape) == 4:
+            calibration["input_shape"] = "x".join(map(str, shape[1:]))
 
 
 def _batches(text: str) -> list[int]:
@@ -167,10 +197,17 @@ CPU_TARGET = typer.Option(
     "native", "--cpu-target", help="INT8 for which CPU: native (this one), portable (7-bit weights: every CPU), "
     "vnni (full 8-bit weights for VNNI/AMX/ARM CPUs); see `attnx cpu`"
 )
-OPSET = typer.Option(17, "--opset", help="ONNX opset, 16–20")
-EXPORTER = typer.Option("torchscript", "--exporter", help="torchscript (default: exports the whole zoo) or dynamo")
+OPSET = typer.Option(17, "--opset", help="ONNX opset, 16–23 (23: attention as one Attention node, see --attention)")
+EXPORTER = typer.Option(
+    "auto", "--exporter", help="auto (torchscript, then dynamo: the first whose graph matches PyTorch at every checked "
+    "shape), torchscript or dynamo"
+)
 SIMPLIFY = typer.Option(True, "--simplify/--no-simplify", help="simplify the graph with onnxslim")
 TARGET = typer.Option("ort", "--target", help=TARGET_HELP)
+ATTENTION = typer.Option(
+    "auto", "--attention", help="attention form: fused (one ONNX Attention node: opset 23, a target that imports "
+    "it), decomposed (MatMul/Softmax/MatMul), auto (fused where the opset and the target allow it)"
+)
 PLUGINS = typer.Option(
     "none", "--plugins", help="attnx custom ops: none (standard ONNX), trt (custom nodes), auto (per op and target)"
 )
@@ -191,6 +228,7 @@ def export(
     simplify: bool = SIMPLIFY,
     target: str = TARGET,
     plugins: str = PLUGINS,
+    attention: str = ATTENTION,
 ) -> None:
     """Export a model to ONNX; check it, simplify it, and report its ops for a target."""
     from deploy.pipeline import export_model, prepare_model, report_path
@@ -202,6 +240,7 @@ def export(
     with console.status(f"building {model}..."):
         prepared = prepare_model(model, config=config, weights=weights, num_classes=num_classes)
         options = _export_options(prepared, input_shape, 1, dynamic_batch, dynamic_hw, opset, exporter, simplify)
+        options.attention = attention
     with console.status(f"exporting {model} with the {exporter} exporter (opset {opset})..."):
         result, report = export_model(prepared, output, options, target=target, plugins=plugins)
     console.print(op_table(report))
@@ -304,19 +343,28 @@ def parity(
                          io_cases, saved_feeds)  # fmt: skip
         layer_args = {"onnx": path}
     else:
-        import tempfile
+        import shutil
 
         from deploy.pipeline import export_model, prepare_model
+        from deploy.tempdirs import mkdtemp, sweep_build_leftovers
 
+        if ("/" in target or "\\" in target) and ":" not in target:  # a path, not a model spec
+            raise UserError(f"{target} not found: no bundle folder or .onnx file there (make one with `attnx "
+                            "build` or `attnx export`), or give a model name (`attnx zoo` lists them)")  # fmt: skip
         tolerance = POLICIES[precision or "fp32"].with_overrides(**overrides)
         with console.status(f"building {target}..."):
             prepared = prepare_model(target, config=config, weights=weights)
             options = _export_options(prepared, input_shape, 1, True, False, opset, exporter, True)
-        tmp = Path(tempfile.mkdtemp(prefix="attnx-parity-"))
-        with console.status(f"exporting {target}..."):
-            result, _ = export_model(prepared, tmp / "model.onnx", options)
-        report = _parity(prepared, result.path, tolerance, precision or "fp32", batches, shape, inputs, seed,
-                         threads, io_cases, saved_feeds)  # fmt: skip
+        sweep_build_leftovers()
+        tmp = mkdtemp("attnx-parity-")
+        try:
+            with console.status(f"exporting {target}..."):
+                result, _ = export_model(prepared, tmp / "model.onnx", options)
+            report = _parity(prepared, result.path, tolerance, precision or "fp32", batches, shape, inputs, seed,
+                             threads, io_cases, saved_feeds)  # fmt: skip
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         layer_args = {"onnx": result.path, "cleanup": tmp}
     lw = None
     try:
@@ -398,6 +446,7 @@ def run(
     exporter: str = EXPORTER,
     target: str = TARGET,
     plugins: str = PLUGINS,
+    attention: str = ATTENTION,
     batch: str = typer.Option("1,3", "--batch", help="batch sizes for the parity check"),
     seed: int = typer.Option(0, "--seed", help="seed of the random parity inputs"),
     precisions: str = typer.Option(
@@ -427,16 +476,19 @@ def run(
         if p not in ("fp32", "fp16", "int8"):
             raise UserError(f"unknown precision '{p}' in --precisions: choose from fp32, fp16, int8")
     calibration = _calibration(calib, cpu_target)
+    _calibration_shape(calibration, input_shape)
     with console.status(f"[1/3] building {model}..."):
         prepared = prepare_model(model, config=config, weights=weights)
         options = _export_options(prepared, input_shape, 1, True, dynamic_hw, opset, exporter, True)
+        options.attention = attention
     with console.status(f"[2/3] exporting {model} (opset {opset}, {exporter})..."):
         result, report = export_model(prepared, onnx_path, options, target=target, plugins=plugins)
     console.print(op_table(report))
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
     with console.status("[3/3] parity: PyTorch vs ONNX Runtime..."):
-        parity_report = run_parity(prepared, onnx_path, policy("fp32"), batches=batches, seed=seed)
+        parity_report = run_parity(prepared, onnx_path, policy("fp32"), batches=batches, seed=seed,
+                                   input_shape=options.input_shape if input_shape else None)  # fmt: skip
     console.print(parity_table(parity_report))
     write_json(output_dir / "parity.json", parity_report.to_dict())
     console.print(f"artefacts: {onnx_path}, {report_path(onnx_path)}, {output_dir / 'parity.json'}")
@@ -445,10 +497,12 @@ def run(
         raise typer.Exit(1)
     console.print(f"[green]{model}: exported and ONNX Runtime matches PyTorch[/] (fp32 policy)")
     if wanted:
-        _run_bundles(model, prepared, onnx_path, output_dir, wanted, calibration, weights, iterations, seed)
+        _run_bundles(model, prepared, onnx_path, output_dir, wanted, calibration, weights, iterations, seed,
+                     options.input_shape)  # fmt: skip
 
 
-def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration, weights, iterations, seed):  # type: ignore[no-untyped-def]
+def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration, weights, iterations, seed,  # type: ignore[no-untyped-def]
+                 input_shape=None):
     """The pipeline's second half: a bundle per precision, accuracy on real images, a side-by-side benchmark."""
     from rich.table import Table
 
@@ -463,7 +517,8 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
     accuracy_rows = []
     for precision in precisions:
         with console.status(f"[4/5] building the {precision} bundle..."):
-            options = BuildOptions(backend="ort", precision=precision, calibration=calibration, seed=seed)
+            options = BuildOptions(backend="ort", precision=precision, calibration=calibration, seed=seed,
+                                   input_shape=input_shape)  # fmt: skip
             result = build_bundle(str(onnx_path), output_dir / "bundles" / precision, options, model_spec=model,
                                   config=prepared.config, weights=weights)  # fmt: skip
         bundles.append(result.bundle)
@@ -484,7 +539,8 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
     if accuracy_rows:
         write_json(output_dir / "accuracy.json", {"dataset": "digits test split", "results": accuracy_rows})
     with console.status("[5/5] benchmark: PyTorch eager vs the bundles, interleaved..."):
-        bench = run_bench(bundles, model, BenchOptions(batches=(1,), iterations=iterations, threads=1),
+        bench = run_bench(bundles, model, BenchOptions(batches=(1,), iterations=iterations, threads=1,
+                                                       input_shape=input_shape),
                           config=prepared.config, weights=weights, allow_failed_parity=True)  # fmt: skip
     console.print(bench_table(bench))
     write_json(output_dir / "bench.json", bench.to_dict())
@@ -544,6 +600,7 @@ def build(
     }  # fmt: skip
     TrtBuildOptions.from_dict(trt_options)  # bad values fail here, before any work
     calibration = _calibration(calib, cpu_target)
+    _calibration_shape(calibration, input_shape)
     options = BuildOptions(
         backend=backend, precision=precision, input_shape=_shape(input_shape), max_batch=max_batch,
         opset=opset, plugins=plugins, seed=seed, trt=trt_options, calibration=calibration,
@@ -618,7 +675,12 @@ def bench(
         result = run_bench(bundles or (), model, options, config=config, weights=weights,
                            torch_reference=not no_torch, progress=lambda s: status.update(s),
                            allow_failed_parity=allow_failed_parity)  # fmt: skip
+    skipped = [n for n in result.notes if " skipped " in n]  # a batch a bundle cannot take
+    if bundles and not [c for c in result.configs if c.target != result.reference]:
+        raise UserError(f"no bundle was timed: {'; '.join(skipped) or 'no configuration ran'}")
     console.print(bench_table(result))
+    for note in skipped:
+        err_console.print(f"[yellow]note:[/] {escape_markup(note)}", highlight=False, soft_wrap=True)
     if json_out:
         write_json(json_out, result.to_dict())
     if markdown:
@@ -672,6 +734,7 @@ def precision(
     style: str = typer.Option("ort", "--style", help="Q/DQ layout: ort (u8/s8, fused by ORT) or trt (symmetric)"),
     calib: list[str] = typer.Option(None, "--calib", help="calibration option KEY=VALUE (repeatable)"),
     cpu_target: str = CPU_TARGET,
+    input_shape: str = INPUT_SHAPE,
 ) -> None:
     """Bake a precision into an ONNX graph with attnx's attention-aware plan (printed, and saved beside it)."""
     import tempfile
@@ -685,6 +748,7 @@ def precision(
     if not onnx_path.is_file():
         raise UserError(f"ONNX file not found: {onnx_path}")
     options = _calibration(calib, cpu_target)
+    _calibration_shape(options, input_shape)
     with tempfile.TemporaryDirectory(prefix="attnx-precision-") as tmp, console.status(f"{precision}..."):
         result = apply_precision(onnx_path, precision, style=style, calibration=options, work_dir=Path(tmp))
         written = result.save(output)
@@ -755,6 +819,9 @@ def serve(
     bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
+    grpc_port: int = typer.Option(
+        None, "--grpc-port", help="also serve KServe v2 over gRPC on this port (Triton's default: 8001; 0: any)"
+    ),
     max_batch: int = typer.Option(8, "--max-batch", help="dynamic batching: most rows per engine run (1: off)"),
     max_delay_ms: float = typer.Option(1.0, "--max-delay-ms", help="dynamic batching: longest wait to fill a batch"),
     max_body_mb: float = typer.Option(64.0, "--max-body-mb", help="largest request body accepted"),
@@ -773,14 +840,14 @@ def serve(
         False, "--allow-failed-parity", help="run bundles whose build-time parity check failed (warns on each load)"
     ),
 ) -> None:
-    """Serve bundles over HTTP with the KServe v2 / Open Inference Protocol (JSON and binary tensors)."""
+    """Serve bundles over HTTP (and gRPC) with the KServe v2 / Open Inference Protocol (JSON and binary tensors)."""
     from deploy.serving.cli import serve as run_server
 
     run_server(bundles, host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
                max_body_mb=max_body_mb, pool_size=pool_size, threads=threads, max_queue=max_queue,
                drain_timeout_s=drain_timeout, allow_failed_parity=allow_failed_parity,
                max_header_kb=max_header_kb, max_json_values=max_json_values, header_timeout_s=header_timeout,
-               body_timeout_s=body_timeout, keep_alive_s=keep_alive_timeout)  # fmt: skip
+               body_timeout_s=body_timeout, keep_alive_s=keep_alive_timeout, grpc_port=grpc_port)  # fmt: skip
 
 
 @app.command("triton-repo")
@@ -805,6 +872,53 @@ def triton_repo(
                          allow_failed_parity=allow_failed_parity)  # fmt: skip
     for path in written:
         console.print(f"wrote {path}")
+
+
+@app.command("k8s")
+def k8s(
+    bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
+    output: Path = typer.Option(..., "-o", "--output", help="the folder for the manifests"),
+    storage_uri: str = typer.Option(
+        "pvc://attnx-models", "--storage-uri", help="where DIR/triton and DIR/bundles are uploaded (s3://, gs://...)"
+    ),
+    triton_version: str = typer.Option("24.08", "--triton-version", help="Triton container release (YY.MM)"),
+    triton_tensorrt: str = typer.Option(
+        None, "--triton-tensorrt", help="that release's TensorRT, when attnx's table does not know it"
+    ),
+    image: str = typer.Option(None, "--image", help="the attnx runtime image (default attnx-serve:VERSION)"),
+    namespace: str = typer.Option(None, "--namespace", help="Kubernetes namespace"),
+    min_replicas: int = typer.Option(1, "--min-replicas", help="fewest replicas (0: scale to zero)"),
+    max_replicas: int = typer.Option(4, "--max-replicas", help="most replicas"),
+    target_concurrency: int = typer.Option(
+        None, "--target-concurrency", help="in-flight requests per replica to scale at (default max-batch × pool)"
+    ),
+    max_batch: int = typer.Option(8, "--max-batch", help="attnx runtime: dynamic batching, most rows per run"),
+    max_delay_ms: float = typer.Option(1.0, "--max-delay-ms", help="attnx runtime: longest wait to fill a batch"),
+    pool_size: int = typer.Option(1, "--pool-size", help="attnx runtime: engine sessions per replica"),
+    threads: int = typer.Option(1, "--threads", help="attnx runtime: intra-op threads per session"),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="load each bundle to measure its memory"),
+    force: bool = typer.Option(False, "--force", help="write into a folder that is not empty"),
+    allow_failed_parity: bool = typer.Option(
+        False, "--allow-failed-parity", help="deploy bundles whose build-time parity check failed"
+    ),
+) -> None:
+    """KServe manifests: an InferenceService per bundle on Triton, and on `attnx serve` as a custom CPU runtime."""
+    from deploy.serving.k8s import write_manifests
+
+    written = write_manifests(
+        bundles, output, storage_uri=storage_uri, triton_version=triton_version, triton_tensorrt=triton_tensorrt,
+        image=image, namespace=namespace, min_replicas=min_replicas, max_replicas=max_replicas,
+        target_concurrency=target_concurrency, max_batch=max_batch, max_delay_ms=max_delay_ms, pool_size=pool_size,
+        threads=threads, measure=measure, force=force, allow_failed_parity=allow_failed_parity,
+    )  # fmt: skip
+    for w in written:
+        m = w.memory
+        console.print(f"{w.name} ({w.backend}): memory {m.method}, process peak "
+                      f"{m.process_peak_bytes / 2**20:.0f} MiB, "
+                      f"bundle {m.bundle_bytes / 2**20:.0f} MiB", highlight=False)  # fmt: skip
+        for f in w.files:
+            console.print(f"  wrote {f}", highlight=False)
+    console.print(f"{output / 'README.md'}: what to upload and apply", highlight=False)
 
 
 def main() -> None:

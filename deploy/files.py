@@ -15,17 +15,25 @@ from typing import Any
 def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside ``path`` to write by any means; renamed over ``path`` when the block succeeds
     (made readable as any file the user creates: mkstemp alone makes 0600 files), removed when it fails."""
+    from deploy.errors import name_destination
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    work = path.parent / f".{path.name}."
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=work.name, suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        name_destination(exc, path, work)
+        raise
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        name_destination(exc, path, work)  # the user's path, not the hidden work file's
         raise
 
 

@@ -59,9 +59,24 @@ def load_inputs(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
     feed = {}
     for spec in specs:
         arr = arrays[spec.name]
+        check_dtype(spec, arr.dtype, source=str(path))  # before the shape: a wrong kind of data is the problem
         check_shape(spec, arr.shape, source=str(path))
         feed[spec.name] = arr.astype(spec.dtype, copy=False)
     return feed
+
+
+def check_dtype(spec: TensorSpec, dtype: np.dtype, source: str) -> None:
+    """Refuse data that is not numbers; say so (one line on stderr) when numbers are converted to the model's type."""
+    from deploy.errors import warn
+
+    want = np.dtype(spec.dtype)
+    if dtype.kind not in "biuf":  # strings, objects, complex, dates...
+        raise UserError(f"input '{spec.name}' from {source} holds {dtype} values, not numbers; the model takes "
+                        f"{want}: save a numeric array (e.g. np.save(path, x.astype(np.{want})))")  # fmt: skip
+    if dtype != want:
+        how = "rounded to" if want.kind == "f" and dtype.kind == "f" and dtype.itemsize > want.itemsize else "cast to"
+        warn(f"input '{spec.name}' from {source} is {dtype}; {how} the model's {want} "
+             f"(save it as {want} to silence this)")  # fmt: skip
 
 
 def check_shape(spec: TensorSpec, shape: tuple[int, ...], source: str) -> None:

@@ -182,7 +182,7 @@ def _session(model: onnx.ModelProto, optimize: bool, threads: int | None) -> Any
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # failures are raised and reported in one line
     if threads:
         so.intra_op_num_threads = threads
     so.graph_optimization_level = (
@@ -196,7 +196,9 @@ def _session(model: onnx.ModelProto, optimize: bool, threads: int | None) -> Any
         return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own error types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"ONNX Runtime cannot run the graph with its intermediates exposed: {first[:200]}") from None
+        from deploy.library_errors import shorten
+
+        raise UserError(f"ONNX Runtime cannot run the graph with its intermediates exposed: {shorten(first)}") from None
 
 
 def run_with_intermediates(
@@ -211,7 +213,9 @@ def run_with_intermediates(
         values = session.run(out_names, feed)
     except Exception as exc:  # shape or type errors in the feed
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"ONNX Runtime rejects the inputs: {first[:200]}") from None
+        from deploy.library_errors import shorten
+
+        raise UserError(f"ONNX Runtime rejects the inputs: {shorten(first)}") from None
     return dict(zip(out_names, values))
 
 
@@ -229,7 +233,7 @@ def ort_optimized(model: onnx.ModelProto, level: str = "extended") -> onnx.Model
         raise UserError(f"unknown ORT optimisation level '{level}': choose basic, extended or all")
     with tempfile.TemporaryDirectory(prefix="attnx-layerwise-") as tmp:
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # failures are raised and reported in one line
         so.graph_optimization_level = levels[level]
         so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -389,6 +393,9 @@ def layerwise_bundle(
             reference_onnx, manifest.path_of(bundle, "onnx"), feed, tol, precision=manifest.precision,
             candidate_runner=runner, reference_label="fp32 ONNX (ORT, unoptimised)", candidate_label=label,
         )  # fmt: skip
+    if manifest.files.get("engine", "").endswith(".xml"):  # NNCF's OpenVINO IR: no ONNX tensors to compare
+        raise UserError(f"{bundle} is an OpenVINO INT8 bundle quantized by NNCF (OpenVINO IR), which the layer-wise "
+                        "search cannot read: search an ORT int8 bundle of the same model (--backend ort)")  # fmt: skip
     if graph == "engine":
         engine_runner, where = _engine_runner(manifest, threads)
         return layerwise_compare(

@@ -27,9 +27,15 @@ def read_model(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise UserError(f"ONNX file not found: {path}")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception:  # DecodeError and friends
         raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?)") from None
+    if not model.HasField("graph") or not (model.graph.node or model.graph.output):
+        # protobuf reads an empty file (or any file of unknown fields) as an empty model
+        size = path.stat().st_size
+        what = "is empty (0 bytes)" if size == 0 else f"holds no ONNX graph ({size} bytes)"
+        raise UserError(f"{path} {what}: not an ONNX model, or one cut short; export it again (attnx export)")
+    return model
 
 
 def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:

@@ -56,6 +56,8 @@ def prepare_model(
 
     if weights is not None and not weights.is_file():  # fail before building a large model
         raise UserError(f"weights file not found: {weights}")
+    if num_classes is not None and num_classes < 1:
+        raise UserError(f"--num-classes must be ≥ 1, got {num_classes}")
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
     if config is not None and (":" in spec):
         raise UserError("--config applies to zoo models only; pass options to your factory instead")
@@ -101,7 +103,10 @@ def export_model(
     if options.dynamic_hw and not prepared.dynamic_hw_ok:
         raise UserError(f"model '{prepared.spec}' has a fixed input size: drop --dynamic-hw")
     chosen, reasons = choose_plugin_ops(plugins, target)
-    options = dataclasses.replace(options, plugin_ops=chosen)
+    from exporters.attention_form import choose_form
+
+    form, form_why = choose_form(options.attention, options.opset, target, chosen, options.exporter)  # by target
+    options = dataclasses.replace(options, plugin_ops=chosen, attention=form)
     metadata = {**prepared.metadata(), "attnx.plugins": plugins}
     result = export_onnx(prepared.model, out_path, options, model_label=prepared.spec, metadata=metadata)
     proto = onnx.load(str(result.path), load_external_data=False)
@@ -113,6 +118,7 @@ def export_model(
         if not in_graph or (op in chosen and op not in custom_nodes):
             continue  # subsumed by a fused custom op (GridSample inside AffineGridSample)
         report.notes.append(f"{op}: {reasons[op]}")
+    report.notes.append(f"attention for {target}: {form_why}")
     report.notes.extend(result.notes)
     report.save(report_path(result.path))
     return result, report
@@ -277,7 +283,15 @@ def run_parity(
     with OnnxrtRunner(onnx_path, threads=threads) as ort_runner:
         specs = ort_runner.input_specs()
         torch_runner = TorchRunner(prepared.model, specs, ort_runner.output_names())
-        feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
+        shapes = [input_shape]
+        if input_shape is None and inputs_file is None and saved_feeds is None:
+            shapes = default_check_shapes(onnx_path, specs, prepared)
+        feeds, source = [], ""
+        for shape in shapes:  # a dynamic H/W is checked at more than one size
+            more, source = parity_feeds(specs, prepared, batches, shape, inputs_file, seed, saved_feeds)
+            if len(shapes) > 1:
+                more = [(f"{'x'.join(map(str, shape[1:]))} {label}", feed) for label, feed in more]
+            feeds += more
         report = ParityReport(
             model=prepared.spec, reference="torch", candidate=f"onnxruntime ({onnx_path.name})",
             precision=precision, tolerance=tolerance, input_source=source,
@@ -286,6 +300,32 @@ def run_parity(
             lambda feed: _torch_infer(torch_runner, feed, prepared.spec), ort_runner.infer, feeds, report,
             io_cases, progress,
         )  # fmt: skip
+
+
+def default_check_shapes(onnx_path: Path, specs: list, prepared: PreparedModel) -> list[tuple[int, ...] | None]:
+    """Shapes to check an ONNX with dynamic axes beyond the batch at: the shapes its export checked (recorded in
+    its metadata), else the model's default and one moving height and width; [None] for a static graph."""
+    if not specs or all(isinstance(d, int) for d in specs[0].shape[1:]) or len(specs) > 1:
+        return [None]
+    from exporters.export import read_metadata
+
+    recorded = read_metadata(Path(onnx_path)).get("attnx.checked_shapes", "")
+    shapes = []
+    for text in recorded.split(","):
+        try:
+            shape = tuple(int(d) for d in text.split("x"))
+        except ValueError:
+            continue
+        if len(shape) == len(specs[0].shape) and (1, *shape[1:]) not in shapes:
+            shapes.append((1, *shape[1:]))
+    if len(shapes) >= 2:
+        return shapes  # type: ignore[return-value]
+    base = shapes[0] if shapes else (full_input_shape(prepared, None) if prepared.default_shape else None)
+    if base is None or len(base) != 4:
+        return [base]
+    from exporters.verify import check_shapes
+
+    return check_shapes(prepared.model, tuple(base), dynamic_batch=False, dynamic_hw=True)  # type: ignore[return-value]
 
 
 def run_bundle_parity(
@@ -378,4 +418,6 @@ def _torch_infer(runner, feed: dict[str, np.ndarray], label: str) -> dict[str, n
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         shape = "x".join(map(str, next(iter(feed.values())).shape))
-        raise UserError(f"model '{label}' rejects input shape {shape}: {first[:200]}") from None
+        from deploy.library_errors import shorten
+
+        raise UserError(f"model '{label}' rejects input shape {shape}: {shorten(first)}") from None

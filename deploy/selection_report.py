@@ -42,7 +42,7 @@ def direct_runner(backend: str, precision: str, path: Path, threads: int) -> Any
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures are raised and reported in one line
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda feed: session.run(None, feed)
     import openvino

@@ -20,8 +20,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _last_line(text: str) -> str:
+    """The line of torch's long refusal that says what it met (e.g. 'Unsupported operand 110')."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Check the documentation")]
+    return (lines[-1] if lines else "unreadable")[:160]
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a state dict (strictly) from ``path`` into ``model``; user errors name the file and the fix."""
+    import pickle
+
     import torch
 
     if not path.is_file():
@@ -33,6 +41,19 @@ def load_weights(model: nn.Module, path: Path) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch refused an object that is not tensors (loading it runs code)
+        import re
+
+        if not re.search(r"unsupported\s+global|GLOBAL\s", str(exc), re.IGNORECASE):  # not a pickle of objects
+            raise UserError(f"cannot read weights from {path} (corrupt or not a checkpoint?): torch's "
+                            f"weights-only reader rejected it ({_last_line(str(exc))})") from None  # fmt: skip
+        found = re.search(r"unsupported\s+global:?\s+(?:GLOBAL\s+)?([\w.]+)", str(exc), re.IGNORECASE)
+        what = f" ({found.group(1)})" if found else ""
+        raise UserError(
+            f"{path} holds Python objects besides tensors{what}, which attnx refuses to load: loading them can run "
+            "any code. Only if you trust its source: load it yourself (torch.load(..., weights_only=False)) and "
+            "save its state dict as .safetensors or with torch.save(model.state_dict())"
+        ) from None
     except Exception as exc:  # corrupt or foreign files raise many types; one line names it
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot read weights from {path} (corrupt or not a checkpoint?): {first[:200]}") from None

@@ -58,7 +58,8 @@ def open_session(path: Path, providers: list[str], threads: int | None = None, o
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: shape-mismatch warnings on dynamic outputs are noise
+    options.log_severity_level = 4  # a failure is raised and reported as one line; ORT's own log would repeat it
+    ort.set_default_logger_severity(4)
     if threads:
         options.intra_op_num_threads = threads
     if not optimize:
@@ -77,8 +78,9 @@ def open_session(path: Path, providers: list[str], threads: int | None = None, o
     except UserError:
         raise
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; name the file and the cause
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"ONNX Runtime cannot load {path}: {first[:200]}{fix}") from None
+        from deploy.library_errors import ort_message
+
+        raise UserError(f"cannot load {path}: {ort_message(exc, fix=fix.lstrip(':;, ') or '')}") from None
 
 
 class OnnxrtRunner(Runner):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deploy.bundle import Manifest
+from deploy.errors import UserError
 
 if TYPE_CHECKING:
     from deploy.cpu import Int8Path
@@ -29,6 +30,7 @@ class OrtRuntime:
         for s in self._sessions:
             self._pool.put(s)
         self.output_names = [o.name for o in self._sessions[0].get_outputs()]
+        check_against_manifest(self._sessions[0], manifest, self.path)
 
     def _session(self, threads: int | None, custom_ops: bool) -> Any:
         from deploy.backends.onnxrt import open_session
@@ -51,3 +53,36 @@ class OrtRuntime:
         self._sessions.clear()
         while not self._pool.empty():
             self._pool.get_nowait()
+
+
+# ONNX Runtime's type strings → NumPy dtype names (as manifests record them)
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int16)": "int16", "tensor(int8)": "int8",
+              "tensor(uint8)": "uint8", "tensor(uint16)": "uint16", "tensor(bool)": "bool",
+              "tensor(bfloat16)": "bfloat16"}  # fmt: skip
+
+
+def check_against_manifest(session: Any, manifest: Manifest, path: Path) -> None:
+    """The engine's inputs and outputs are the manifest's (names, dtypes, ranks, fixed sizes): a manifest that
+    disagrees with its engine is corrupt, said once here rather than as ONNX Runtime's refusal of each call."""
+
+    def fail(what: str) -> None:
+        raise UserError(f"{path.parent / 'manifest.json'} does not match {path.name}: {what}; the manifest is "
+                        "corrupt or edited: rebuild the bundle with `attnx build`")  # fmt: skip
+
+    for kind, specs, actual in (("input", manifest.inputs, session.get_inputs()),
+                                ("output", manifest.outputs, session.get_outputs())):  # fmt: skip
+        want = {s.name: s for s in specs}
+        have = {a.name: a for a in actual}
+        if set(want) != set(have):
+            fail(f"{kind}s {sorted(want)} in the manifest, {sorted(have)} in the engine")
+        for name, spec in want.items():
+            arg = have[name]
+            dtype = _ORT_TYPES.get(arg.type)
+            if dtype is not None and dtype != spec.dtype:
+                fail(f"{kind} '{name}' is {spec.dtype} in the manifest, {dtype} in the engine")
+            shape = list(arg.shape)
+            if len(shape) != len(spec.shape) or any(
+                isinstance(m, int) and isinstance(e, int) and m != e for m, e in zip(spec.shape, shape)
+            ):
+                fail(f"{kind} '{name}' has shape {list(spec.shape)} in the manifest, {shape} in the engine")

@@ -17,10 +17,10 @@ from typing import Any
 from deploy.errors import UserError
 
 
-def check_port(port: int) -> None:
+def check_port(port: int, option: str = "--port") -> None:
     """TCP ports are 0..65535; 0 asks the system for any free port (the serving line prints which)."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise UserError(f"--port must be 0..65535 (0: any free port), got {port}")
+        raise UserError(f"{option} must be 0..65535 (0: any free port), got {port}")
 
 
 def is_loopback(address: str) -> bool:
@@ -63,10 +63,13 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
                 verify: bool = True, http: str = "auto", loop: str = "auto",
                 allow_failed_parity: bool = False, max_header_kb: float = 64.0, max_json_values: int = 1 << 21,
                 header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
-                keep_alive_s: float = 5.0) -> Any:  # fmt: skip
+                keep_alive_s: float = 5.0, grpc_port: int | None = None,
+                grpc_host: str = "127.0.0.1") -> Any:  # fmt: skip
     """A uvicorn server for the bundles (engines loaded, not yet listening): ``server.run(sockets=[sock])``.
 
-    The limits and timeouts (``max_*``, ``*_timeout_s``) are described in :mod:`deploy.serving.limits`.
+    The limits and timeouts (``max_*``, ``*_timeout_s``) are described in :mod:`deploy.serving.limits`. With
+    ``grpc_port`` (0: any free port) the KServe v2 gRPC service runs too, on the same event loop, models and
+    batchers (:mod:`deploy.serving.grpc_server`); ``server.grpc.bound_port`` says where once it has started.
     """
     try:
         import uvicorn
@@ -84,21 +87,53 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
         raise UserError(f"--drain-timeout must be ≥ 0, got {drain_timeout_s}")
     _check_impl("--http", http, {"auto": None, "h11": "h11", "httptools": "httptools"})
     _check_impl("--loop", loop, {"auto": None, "asyncio": None, "uvloop": "uvloop"})
+    if grpc_port is not None:
+        from deploy.serving.grpc_server import require_grpc
+
+        check_port(grpc_port, "--grpc-port")
+        require_grpc()
     models = load_models(bundles, max_batch=max_batch, max_delay_ms=max_delay_ms, pool_size=pool_size,
                          threads=threads, max_queue=max_queue, verify=verify,
                          allow_failed_parity=allow_failed_parity)  # fmt: skip
     app = create_app(models, drain_timeout_s=drain_timeout_s, limits=limits)
+    grpc_frontend = None
+    if grpc_port is not None:
+        from deploy.serving.grpc_server import GrpcFrontend
+
+        grpc_frontend = GrpcFrontend(models, grpc_host, grpc_port, limits,
+                                     lambda: bool(app.state.ready) and not app.state.draining)  # fmt: skip
 
     class Server(uvicorn.Server):
+        announce = False  # print where gRPC listens once bound (attnx serve)
+        grpc_error: UserError | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if grpc_frontend is None or self.should_exit:
+                return
+            try:
+                await grpc_frontend.start()
+            except UserError as exc:  # e.g. the port was taken since it was checked: stop, say why
+                self.grpc_error = exc
+                await super().shutdown(sockets)
+                self.should_exit = True
+                return
+            if self.announce:
+                print(f"serving KServe v2 gRPC on {grpc_frontend.address} (inference.GRPCInferenceService)",
+                      flush=True)  # fmt: skip
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             import asyncio
 
-            app.state.draining = True  # readiness turns 503 while requests in flight finish
+            app.state.draining = True  # readiness turns 503 (gRPC: not ready) while requests in flight finish
             # Past the drain timeout, requests still queued or running get the documented JSON 503 (the
             # batchers fail them); uvicorn's own cancel, 2 s later, is only the last resort.
             timer = asyncio.get_running_loop().call_later(drain_timeout_s, _abort, models, drain_timeout_s)
             try:
-                await super().shutdown(sockets)
+                if grpc_frontend is not None:  # no new RPCs; those in flight finish with the HTTP ones
+                    await asyncio.gather(super().shutdown(sockets), grpc_frontend.stop(drain_timeout_s + 2))
+                else:
+                    await super().shutdown(sockets)
             finally:
                 timer.cancel()
 
@@ -109,6 +144,7 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
     )  # fmt: skip
     server = Server(config)
     server.models = models  # type: ignore[attr-defined]
+    server.grpc = grpc_frontend  # type: ignore[attr-defined]
     return server
 
 
@@ -157,9 +193,14 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
           access_log: bool = False, verify: bool = True, http: str = "auto", loop: str = "auto",
           allow_failed_parity: bool = False, max_header_kb: float = 64.0, max_json_values: int = 1 << 21,
           header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
-          keep_alive_s: float = 5.0) -> None:  # fmt: skip
-    """Serve bundles over the KServe v2 HTTP protocol until SIGINT/SIGTERM, then finish requests in flight."""
+          keep_alive_s: float = 5.0, grpc_port: int | None = None) -> None:  # fmt: skip
+    """Serve bundles over the KServe v2 HTTP protocol (and gRPC on ``grpc_port``) until SIGINT/SIGTERM, then
+    finish requests in flight."""
     check_port(port)  # bad settings fail before any bundle is loaded
+    if grpc_port is not None:
+        check_port(grpc_port, "--grpc-port")
+        if grpc_port == port and port != 0:
+            raise UserError(f"--grpc-port and --port are both {port}: give them different ports")
     limit_options = {
         "max_header_kb": max_header_kb, "max_json_values": max_json_values, "header_timeout_s": header_timeout_s,
         "body_timeout_s": body_timeout_s, "keep_alive_s": keep_alive_s,
@@ -169,10 +210,19 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
         bundles, max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, pool_size=pool_size,
         threads=threads, max_queue=max_queue, drain_timeout_s=drain_timeout_s, log_level=log_level,
         access_log=access_log, verify=verify, http=http, loop=loop, allow_failed_parity=allow_failed_parity,
-        **limit_options,
+        grpc_port=grpc_port, grpc_host=host, **limit_options,
     )  # fmt: skip
+    server.announce = True
     try:
         sock = bind(host, port)
+        if grpc_port is not None:
+            from deploy.serving.grpc_server import check_grpc_port
+
+            try:
+                check_grpc_port(host, grpc_port)
+            except UserError:
+                sock.close()
+                raise
     except UserError:
         for m in server.models:
             m.close()
@@ -202,6 +252,8 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
         sock.close()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
+    if server.grpc_error is not None:
+        raise server.grpc_error
 
 
 class _Stop(Exception):

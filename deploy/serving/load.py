@@ -1,8 +1,9 @@
 """A bounded load generator for a KServe v2 server on this machine (used by bench/serve_load.py and the tests).
 
-``concurrency`` threads, each with its own ``tritonclient.http`` client, send the prepared requests (a
-distinct input per request, tagged with its index as the request id) until all are sent or the time limit
-passes, and check every response: its id, and its outputs against the result expected for *that* request.
+``concurrency`` threads, each with its own ``tritonclient.http`` (or ``tritonclient.grpc``) client, send the
+prepared requests (a distinct input per request, tagged with its index as the request id) until all are sent or
+the time limit passes, and check every response: its id, and its outputs against the result expected for *that*
+request.
 Only loopback addresses are accepted: this is a test tool, not a traffic generator.
 """
 
@@ -143,6 +144,41 @@ def run_load(url: str, model: str, requests: Sequence[Feed], expected: Sequence[
             outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in names] if names else None
             response = client.infer(model, inputs, outputs=outputs, request_id=str(i))
             got_id = response.get_response().get("id")
+            got = {n: response.as_numpy(n) for n in (names or [])}
+            if got_id != str(i) or (expected is not None and not _matches(got, expected[i], rtol, atol)):
+                with lock:
+                    result.mismatches.append(i)
+
+        return work, client.close
+
+    _drive(len(requests), concurrency, time_limit_s, make_worker, result)
+    return result
+
+
+def run_load_grpc(url: str, model: str, requests: Sequence[Feed], expected: Sequence[Feed] | None, *,
+                  concurrency: int, time_limit_s: float = 300.0, rtol: float = 1e-5,
+                  atol: float = 1e-6) -> LoadResult:  # fmt: skip
+    """:func:`run_load` over KServe v2 gRPC: one ``tritonclient.grpc`` client (its own channel) per thread,
+    tensors as raw contents."""
+    import tritonclient.grpc as grpcclient
+
+    check_loopback(url)
+    result = LoadResult(len(requests), concurrency, 0.0)
+    lock = threading.Lock()
+
+    def make_worker() -> Worker:
+        client = grpcclient.InferenceServerClient(url)
+
+        def work(i: int) -> None:
+            inputs = []
+            for name, arr in requests[i].items():
+                tensor = grpcclient.InferInput(name, list(arr.shape), v2_datatype(arr.dtype))
+                tensor.set_data_from_numpy(arr)
+                inputs.append(tensor)
+            names = list(expected[i]) if expected is not None else None
+            outputs = [grpcclient.InferRequestedOutput(n) for n in names] if names else None
+            response = client.infer(model, inputs, outputs=outputs, request_id=str(i), client_timeout=120)
+            got_id = response.get_response().id
             got = {n: response.as_numpy(n) for n in (names or [])}
             if got_id != str(i) or (expected is not None and not _matches(got, expected[i], rtol, atol)):
                 with lock:

@@ -151,7 +151,13 @@ def decode_request(body: bytes, header_length: str | None, model: str, inputs: S
     view = memoryview(body)
     header = parse_json_body(view if length is None else view[:length], max_json_values)
     binary = view[len(body) :] if length is None else view[length:]
+    return decode_header(header, binary, model, inputs, outputs)
 
+
+def decode_header(header: dict[str, Any], binary: memoryview, model: str, inputs: Sequence[IOSpec],
+                  outputs: Sequence[IOSpec]) -> InferRequest:  # fmt: skip
+    """An infer request from its parsed JSON header and the binary data after it: the checks every transport
+    shares (the gRPC server puts its ModelInferRequest in this form, raw contents as binary data)."""
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _bad(f"request 'id' must be a string, got {type(request_id).__name__}")

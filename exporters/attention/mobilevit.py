@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporters.attention_form import fused_active
+
 
 def unfold_patches(x: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
     """(B, C, H, W) → (B, C, P, N): P = patch_h·patch_w pixel positions, N = (H/patch_h)·(W/patch_w) patches.
@@ -56,6 +58,13 @@ class SeparableSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         query, key, value = torch.split(self.qkv_proj(x), [1, self.dim, self.dim], dim=1)
+        if fused_active():
+            # a fused-form ONNX export: c_v = softmax(1 · x W_I) · x W_K is attention of one query (a constant 1,
+            # head size 1, scale 1) over the N tokens whose keys are the scores and whose values are x W_K,
+            # per (B, P) as (batch, heads): one Attention node, the same maths
+            q = torch.ones_like(query[:, :, :, :1]).permute(0, 2, 3, 1)  # (B, P, 1, 1)
+            ctx = F.scaled_dot_product_attention(q, query.permute(0, 2, 3, 1), key.permute(0, 2, 3, 1), scale=1.0)
+            return self.out_proj(F.relu(value) * ctx.permute(0, 3, 1, 2))  # (B, P, 1, d) → (B, d, P, 1)
         context_scores = query.softmax(dim=-1)  # c_s: (B, 1, P, N), softmax over the N tokens
         context_vector = (key * context_scores).sum(dim=-1, keepdim=True)  # c_v: (B, d, P, 1)
         return self.out_proj(F.relu(value) * context_vector)  # broadcast c_v over the N tokens

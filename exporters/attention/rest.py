@@ -18,7 +18,10 @@ so ResT accepts any input resolution.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from exporters.attention_form import fused_active
 
 
 def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -96,6 +99,8 @@ class EfficientMultiHeadSelfAttention(nn.Module):
         if self.apply_transform:
             # heads are the channels of a 1×1 conv over the N×M logit "image"
             attn = _instance_norm(self.transform_conv(attn).softmax(dim=-1))
+        elif fused_active():  # a fused-form ONNX export: one Attention node (same maths, same scale)
+            return self.proj(F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2).reshape(b, n, c))
         else:
             attn = attn.softmax(dim=-1)
         out = torch.matmul(attn, v).transpose(1, 2).reshape(b, n, c)

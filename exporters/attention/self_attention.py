@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporters.attention_form import fused_active
+
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(Q Kᵀ / √d_k) V, written out as MatMul → Mul → Softmax → MatMul.
@@ -56,7 +58,7 @@ class MultiHeadSelfAttention(nn.Module):
         # (B, N, 3C) → (3, B, heads, N, d_k); sizes from x.shape so batch and token count stay dynamic.
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        if self.use_sdpa:
+        if self.use_sdpa or fused_active():  # fused_active: a fused-form ONNX export (one Attention node)
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             out = scaled_dot_product_attention(q, k, v)
