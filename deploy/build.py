@@ -448,4 +448,4 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
 def _open(bundle_dir: Path, manifest: Manifest, options: BuildOptions) -> Any:
     from deploy.runtime import open_runtime
 
-    return open_runtime(bundle_dir, manifest, pool_size=1, threads=options.threads)
+    return open_runtime(bundle_dir, manifest, pool_size=1, threads=options.threads, trusted=True)  # built just now

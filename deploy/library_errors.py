@@ -74,7 +74,8 @@ def describe(exc: BaseException) -> str | None:
         return (f"OpenVINO refused the model or its inputs ({type(exc).__name__}): {shorten(detail)}; "
                 "try --backend ort, or re-export the model (`attnx export --exporter auto`)")
     if module.startswith("onnxconverter_common"):
-        return (f"onnxconverter-common failed converting the graph ({type(exc).__name__}): {shorten(_clean(str(exc)))}; "
+        detail = shorten(_clean(str(exc)))
+        return (f"onnxconverter-common failed converting the graph ({type(exc).__name__}): {detail}; "
                 "build fp32 or int8, or keep the named node FP32 with --calib exclude=NODE")
     if module.startswith("onnx.") or module == "onnx" or module.startswith("onnx_ir"):
         return (f"onnx rejected the graph ({type(exc).__name__}): {shorten(_clean(str(exc)))}; "

@@ -202,8 +202,8 @@ def export_onnx(
             if options.exporter == "auto":
                 why = "; ".join(f"{e} refused: {r}" for e, r in refused)
                 checked = f"passes parity with PyTorch at {', '.join(fmt_shape(s) for s in shapes)}"
-                notes.insert(0, f"exporter: kept {exporter} (tried in the order {', '.join(order)}; its graph {checked})"
-                             + (f"; {why}" if why else ""))  # fmt: skip
+                kept = f"exporter: kept {exporter} (tried in the order {', '.join(order)}; its graph {checked})"
+                notes.insert(0, kept + (f"; {why}" if why else ""))
             notes.append(f"{attention_form.form_note(proto, options.attention)} — {attention_why}")
             os.replace(tmp, out_path)
             break

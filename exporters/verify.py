@@ -60,7 +60,8 @@ def _accepts(model: nn.Module, shape: tuple[int, ...]) -> bool:
         return False
 
 
-def check_shapes(model: nn.Module, shape: tuple[int, ...], dynamic_batch: bool, dynamic_hw: bool) -> list[tuple[int, ...]]:
+def check_shapes(model: nn.Module, shape: tuple[int, ...], dynamic_batch: bool,
+                 dynamic_hw: bool) -> list[tuple[int, ...]]:  # fmt: skip
     """The export shape, then one shape moving every dynamic axis (if the model accepts one)."""
     shapes = [tuple(shape)]
     n = shape[0]

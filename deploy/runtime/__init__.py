@@ -34,10 +34,12 @@ _RUNTIMES["openvino"] = "deploy.runtime.openvino:OpenVinoRuntime"
 
 
 def open_runtime(bundle: Path, manifest: Manifest, pool_size: int, threads: int | None,
-                 u8u8: str | None = None) -> Runtime:  # fmt: skip
+                 u8u8: str | None = None, trusted: bool = False) -> Runtime:  # fmt: skip
     """The runtime for ``manifest.backend``. CPU INT8 bundles first get the guard of :func:`int8_path`.
 
     ``u8u8``: ``auto`` (default), ``on`` or ``off`` (ONNX Runtime's U8U8 kernels; see :mod:`deploy.cpu`).
+    ``trusted``: the caller just built this bundle (TensorRT native code it names may load; see
+    ``deploy.runtime.trt.trusted_native_code`` for everyone else).
     """
     from deploy.errors import UserError
 
@@ -47,7 +49,7 @@ def open_runtime(bundle: Path, manifest: Manifest, pool_size: int, threads: int 
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     if manifest.backend == "trt":
-        return cls(bundle, manifest, pool_size=pool_size, threads=threads)  # type: ignore[no-any-return]
+        return cls(bundle, manifest, pool_size=pool_size, threads=threads, trusted=trusted)  # type: ignore[no-any-return]
     path = int8_path(bundle, manifest, u8u8)
     return cls(bundle, manifest, pool_size=pool_size, threads=threads, int8_path=path)  # type: ignore[no-any-return]
 

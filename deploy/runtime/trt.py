@@ -250,6 +250,19 @@ class _Slot:
     pending: cuda_mem.Event | None = None  # run_torch's work still in flight on this slot
 
 
+ENV_PLUGINS = "ATTNX_TRT_PLUGIN_LIBRARIES"  # os.pathsep-separated .so files the user trusts
+ENV_HOST_CODE = "ATTNX_TRT_ALLOW_HOST_CODE"  # 1: run the host code a version-compatible plan carries
+
+
+def trusted_native_code() -> tuple[set[Path], bool]:
+    """The plugin libraries (resolved paths) and the host-code permission the user gave through the
+    environment. Files are data: a bundle's manifest may say which libraries it needs, never load them."""
+    import os
+
+    libs = {Path(p).expanduser().resolve() for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p.strip()}
+    return libs, os.environ.get(ENV_HOST_CODE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class TrtRuntime:
     """Runs a bundle's TensorRT plan. Thread-safe; ``close()`` frees GPU memory (waits for running calls)."""
 
@@ -264,7 +277,11 @@ class TrtRuntime:
         device: int = 0,
         cuda_graph: bool = False,
         pinned: bool = True,
+        trusted: bool = False,
     ):
+        """``trusted``: the caller built this bundle itself (``attnx build``'s own check), so the native code
+        it names — plugin libraries, a version-compatible plan's host code — may run without the opt-ins of
+        :func:`trusted_native_code`."""
         if pool_size < 1:
             raise UserError(f"pool_size must be ≥ 1, got {pool_size}")
         self.bundle = Path(bundle)
@@ -289,8 +306,13 @@ class TrtRuntime:
         self._runtime = trt_mod.Runtime(logger)
         if threads and hasattr(self._runtime, "max_threads"):
             self._runtime.max_threads = threads
+        allowed_libs, host_code = trusted_native_code()
         if manifest.build.get("version_compatible"):
-            # A version-compatible plan carries its own lean runtime (host code): trust our own bundle.
+            # A version-compatible plan carries its own lean runtime: host code from the file runs in this process.
+            if not (trusted or host_code):
+                raise UserError(f"{self.path} is a version-compatible plan, which runs host code stored in the "
+                                f"bundle: set {ENV_HOST_CODE}=1 if you trust {self.bundle}, or rebuild it without "
+                                "--version-compatible")  # fmt: skip
             self._runtime.engine_host_code_allowed = True
         serialized = set(manifest.build.get("plugin_libraries_serialized") or [])
         for lib in manifest.build.get("plugin_libraries") or []:
@@ -299,6 +321,10 @@ class TrtRuntime:
             if not Path(lib).is_file():
                 raise UserError(f"plugin library {lib}, which {self.path.name} needs, is not on this machine: "
                                 f"install it there or rebuild with `{hint}`")  # fmt: skip
+            # native code named by a file: loaded only when the user named the same library
+            if not trusted and Path(lib).resolve() not in allowed_libs:
+                raise UserError(f"{self.bundle} asks TensorRT to load plugin library {lib}; attnx loads native code "
+                                f"only where you name it: set {ENV_PLUGINS}={lib} if you trust it")  # fmt: skip
             self._runtime.get_plugin_registry().load_library(str(lib))
         with logger.capture() as cap:
             engine = self._runtime.deserialize_cuda_engine(plan)

@@ -362,10 +362,20 @@ def test_cuda_errors_name_the_call(cud: FakeCudart, tmp_path: Path) -> None:
     assert cud.live()["device"] == 0 and cud.live()["streams"] == 0
 
 
-def test_plugin_libraries_and_version_compatible_plans(cud: FakeCudart, tmp_path: Path) -> None:
+def test_plugin_libraries_and_version_compatible_plans(cud: FakeCudart, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     lib = tmp_path / "libmyplugin.so"
     lib.write_bytes(b"\x7fELF")
     bundle = make_bundle(tmp_path, plugin_libraries=[str(lib)], version_compatible=True)
+    # files are data: native code a manifest names loads only when the user names it too
+    with pytest.raises(UserError, match="runs host code stored in the bundle: set ATTNX_TRT_ALLOW_HOST_CODE=1"):
+        Engine.load(bundle)
+    monkeypatch.setenv("ATTNX_TRT_ALLOW_HOST_CODE", "1")
+    with pytest.raises(UserError, match=r"asks TensorRT to load plugin library .*libmyplugin\.so; .*set "
+                                        r"ATTNX_TRT_PLUGIN_LIBRARIES="):  # fmt: skip
+        Engine.load(bundle)
+    assert FAKE_STATE["runtimes"][-1].registry.loaded == []
+    monkeypatch.setenv("ATTNX_TRT_PLUGIN_LIBRARIES", str(lib))
     with Engine.load(bundle) as engine:
         runtime = FAKE_STATE["runtimes"][-1]
         assert runtime.registry.loaded == [str(lib)]
