@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.attnx-installed
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck clean zoo-report bench bench-224 train-digits gpu-check gpu-check-dry
+.PHONY: install demo test test-fast lint typecheck clean zoo-report bench bench-224 bench-int8-cpu train-digits gpu-check gpu-check-dry
 
 install: $(STAMP)
 
@@ -53,6 +53,11 @@ bench: install
 bench-224: install
 	$(PY) -m calibration.bench --models resnets --config resnet50 --size 224 --runs 40 --count 64 --eval-count 32 --json bench/int8_speed_224.json
 	$(PY) -m deploy.selection_report --models resnets --config resnet50 --threads 2 --iterations 60 --json bench/cpu_selection.json --markdown bench/cpu_selection.md
+	$(PY) -m calibration.nncf_bench --models se_resnet,cbam_resnet,vit_tiny --configs resnet50,resnet50,vit_s16 --size 224 --threads 2 --runs 30 --json bench/openvino_int8_nncf.json
+
+## INT8 recipes by CPU target, side by side on this CPU (digits-trained tiny models; see `attnx cpu`).
+bench-int8-cpu: install
+	$(PY) -m calibration.bench --models se_resnet,cbam_resnet,eca_resnet,vit_tiny,mobilevitv2 --runs 60 --weights weights/digits --cpu-targets vnni --json bench/int8_cpu_targets.json
 
 ## Train the zoo's classifiers on scikit-learn's digits (weights/digits/, a few minutes per model on one core).
 train-digits: install
