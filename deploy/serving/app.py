@@ -24,8 +24,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from deploy.errors import UserError
-from deploy.serving.batcher import Closed, QueueFull
 from deploy.serving.limits import Limits, LimitsMiddleware, model_json_values
 from deploy.serving.models import ServedModel
 from deploy.serving.protocol import HEADER_LENGTH, ProtocolError, decode_request, encode_response
@@ -228,15 +226,7 @@ def create_app(
             return req, model.validate(req.inputs)
 
         req, feed = await asyncio.to_thread(decode) if large else decode()
-        try:
-            results = await model.batcher.submit(feed)
-        except (QueueFull, Closed) as exc:
-            raise ProtocolError(503, f"model '{model.name}': {exc}") from None
-        except UserError as exc:
-            raise ProtocolError(400, f"model '{model.name}': {exc}") from None
-        except Exception as exc:  # the engine failed on this request: answer it, keep serving the others
-            log.exception("inference failed in model %s", model.name)
-            raise ProtocolError(500, f"model '{model.name}' failed: {type(exc).__name__}: {exc}") from None
+        results = await model.infer(feed)
 
         def encode() -> tuple[bytes, int | None]:
             return encode_response(model.name, model.version, req.id, results, req.outputs, model.batched)

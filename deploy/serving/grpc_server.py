@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import UserError
-from deploy.serving.batcher import Closed, QueueFull
 from deploy.serving.limits import Limits, model_json_values
 from deploy.serving.models import ServedModel
 from deploy.serving.protocol import (
@@ -242,15 +241,7 @@ class InferenceService(_Base):  # type: ignore[misc]
 
         size = sum(len(r) for r in request.raw_input_contents)
         req, feed = await asyncio.to_thread(decode) if size > OFFLOAD_BYTES else decode()
-        try:
-            results = await model.batcher.submit(feed)
-        except (QueueFull, Closed) as exc:
-            raise ProtocolError(503, f"model '{model.name}': {exc}") from None
-        except UserError as exc:
-            raise ProtocolError(400, f"model '{model.name}': {exc}") from None
-        except Exception as exc:  # the engine failed on this request: answer it, keep serving the others
-            log.exception("inference failed in model %s", model.name)
-            raise ProtocolError(500, f"model '{model.name}' failed: {type(exc).__name__}: {exc}") from None
+        results = await model.infer(feed)
         out_size = sum(a.nbytes for a in results.values())
         if out_size > OFFLOAD_BYTES:
             return await asyncio.to_thread(response_message, model, req, results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from deploy.engine import Engine, check_input
 from deploy.errors import UserError
 from deploy.serving.batcher import DynamicBatcher, Stat
 from deploy.serving.protocol import ProtocolError, v2_datatype, v2_shape
+
+log = logging.getLogger("attnx.serve")
 
 # Model names become URL path segments and Triton repository folder names: keep them plain.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -82,6 +85,21 @@ class ServedModel:
     @property
     def batched(self) -> bool:
         return self.batcher.batched
+
+    async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a validated feed through the batcher; every failure becomes the ProtocolError both protocols
+        answer with: 503 (queue full or shutting down), 400 (the engine refused the input), 500 (it failed)."""
+        from deploy.serving.batcher import Closed, QueueFull
+
+        try:
+            return await self.batcher.submit(feed)
+        except (QueueFull, Closed) as exc:
+            raise ProtocolError(503, f"model '{self.name}': {exc}") from None
+        except UserError as exc:
+            raise ProtocolError(400, f"model '{self.name}': {exc}") from None
+        except Exception as exc:  # the engine failed on this request: answer it, keep serving the others
+            log.exception("inference failed in model %s", self.name)
+            raise ProtocolError(500, f"model '{self.name}' failed: {type(exc).__name__}: {exc}") from None
 
     def validate(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check a decoded request against the engine's inputs before it may join a batch (400 if wrong)."""
