@@ -26,11 +26,7 @@ _registered = False
 
 
 def _implementations() -> dict[str, Callable[..., np.ndarray]]:
-    from plugins.affine_grid_sample.reference import affine_grid_sample
-    from plugins.double_norm.reference import double_norm
-    from plugins.grid_sample.reference import grid_sample
-
-    return {"GridSample": grid_sample, "AffineGridSample": affine_grid_sample, "DoubleNorm": double_norm}
+    return {name: spec.reference for name, spec in ops().items() if spec.reference is not None}
 
 
 def register_python_ops() -> None:

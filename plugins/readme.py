@@ -15,11 +15,10 @@ from plugins.spec import OpSpec, ops
 
 BEGIN = "<!-- BEGIN GENERATED FROM spec.py: python -m plugins.readme -->"
 END = "<!-- END GENERATED -->"
-_FOLDERS = {"GridSample": "grid_sample", "AffineGridSample": "affine_grid_sample", "DoubleNorm": "double_norm"}
 
 
 def readme_path(spec: OpSpec) -> str:
-    return os.path.join(os.path.dirname(__file__), _FOLDERS[spec.name], "README.md")
+    return os.path.join(os.path.dirname(__file__), spec.folder, "README.md")
 
 
 def _cell(text: object) -> str:

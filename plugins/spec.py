@@ -94,6 +94,10 @@ class OpSpec:
     domain: str = DOMAIN
     # Extra validation on resolved attributes (e.g. ranges), raising SpecError.
     check_attrs: Callable[[Mapping[str, Any]], None] | None = field(default=None, compare=False)
+    # The op's folder under plugins/ (its spec, reference, kernel, TensorRT plugin and README live there).
+    folder: str = ""
+    # The NumPy reference: (inputs as arrays, **attrs) -> output array. Every consumer takes it from here.
+    reference: Callable[..., Any] | None = field(default=None, compare=False)
 
     @property
     def qualified_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from plugins.affine_grid_sample.reference import affine_grid_sample
 from plugins.grid_sample.spec import ALIGN_CORNERS, MODE, PADDING_MODE
 from plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
 
@@ -50,4 +51,6 @@ SPEC = OpSpec(
     trt_native_since=None,
     trt_native_note="No fused native op; the unfused form (AffineGrid + GridSample) materialises the grid.",
     check_attrs=_check,
+    folder="affine_grid_sample",
+    reference=affine_grid_sample,
 )

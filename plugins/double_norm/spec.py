@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from plugins.double_norm.reference import double_norm
 from plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
 
 
@@ -35,4 +36,6 @@ SPEC = OpSpec(
         "the plugin guarantees FP32 accumulation."
     ),
     check_attrs=_check,
+    folder="double_norm",
+    reference=double_norm,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from plugins.grid_sample.reference import grid_sample
 from plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
 
 MODES = ("bilinear", "nearest", "bicubic")
@@ -58,4 +59,6 @@ SPEC = OpSpec(
     shape_fn=_shapes,
     trt_native_since=(8, 5),
     trt_native_note="IGridSampleLayer and ONNX GridSample import since 8.5 (4-D); 5-D since 11.2.",
+    folder="grid_sample",
+    reference=grid_sample,
 )
