@@ -135,7 +135,9 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
     del fresh.graph.value_info[:]
-    g = onnx.shape_inference.infer_shapes(fresh, strict_mode=False).graph
+    from calibration.graph import infer_filled
+
+    g = infer_filled(fresh).graph
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}
     types.update({i.name: i.data_type for i in g.initializer})
     return types
@@ -143,7 +145,8 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
 
 # Ops whose float inputs share one type parameter: an FP32 input beside an FP16 one is an invalid graph.
 SAME_TYPE_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Concat", "MatMul",
-                 "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Mod", "PRelu", "Gemm"}  # fmt: skip
+                 "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Mod", "PRelu", "Gemm",
+                 "Conv", "ConvTranspose", "Attention"}  # fmt: skip
 
 
 def unify_float_inputs(model: onnx.ModelProto) -> int:
@@ -156,7 +159,9 @@ def unify_float_inputs(model: onnx.ModelProto) -> int:
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
     del fresh.graph.value_info[:]  # the converter's value_info can be stale: infer the types afresh
-    g = onnx.shape_inference.infer_shapes(fresh, strict_mode=False).graph
+    from calibration.graph import infer_filled
+
+    g = infer_filled(fresh).graph  # onnx infers no type for GroupNormalization-21 (dynamo's opset ≥ 21 exports)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}
     types.update({i.name: i.data_type for i in g.initializer})
     for node in g.node:  # Constant outputs are not always in value_info

@@ -146,7 +146,7 @@ class GraphIndex:
         except Exception:  # the plugins package is part of attnx; a failure here only costs shape detail
             pass
         try:
-            m = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+            m = infer_filled(m, data_prop=True)
         except Exception:  # inference is best effort: unknown shapes are handled as "unknown" by the callers
             pass
         for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
@@ -318,3 +318,30 @@ def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool =
 
         return create_session(model, sess_options=options)
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+# Ops onnx has no type/shape inference for (GroupNormalization-21 is a function op without one: every tensor
+# after it would stay untyped), whose output has the type and shape of input 0.
+SHAPE_OF_INPUT_OPS = {"GroupNormalization"}
+
+
+def infer_filled(model: onnx.ModelProto, data_prop: bool = False) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes`` (not strict), with the outputs of :data:`SHAPE_OF_INPUT_OPS` given
+    their input's type and shape and the inference rerun from there."""
+    import onnx
+
+    m = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=data_prop)
+    for _ in range(8):
+        known = {vi.name: vi for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
+                 if vi.type.tensor_type.elem_type}  # fmt: skip
+        missing = [n for n in m.graph.node if n.op_type in SHAPE_OF_INPUT_OPS and n.output[0] not in known
+                   and n.input[0] in known]  # fmt: skip
+        if not missing:
+            break
+        for n in missing:
+            vi = onnx.ValueInfoProto()
+            vi.CopyFrom(known[n.input[0]])
+            vi.name = n.output[0]
+            m.graph.value_info.append(vi)
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=data_prop)
+    return m

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from calibration.config import CalibrationConfig
 
 # plan categories that mean "this graph has attention": NNCF's transformer model type applies
-ATTENTION_CATEGORIES = {"softmax", "attention_matmul", "attention_path", "double_norm"}
+ATTENTION_CATEGORIES = {"softmax", "attention_matmul", "attention_path", "double_norm", "fused_attention"}
 _NOT_COMPUTE = {"Constant", "Parameter", "Result"}
 
 

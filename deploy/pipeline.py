@@ -105,8 +105,8 @@ def export_model(
     chosen, reasons = choose_plugin_ops(plugins, target)
     from exporters.attention_form import choose_form
 
-    form, form_why = choose_form(options.attention, options.opset, target, chosen, options.exporter)  # by target
-    options = dataclasses.replace(options, plugin_ops=chosen, attention=form)
+    _, form_why = choose_form(options.attention, options.opset, target, chosen, options.exporter)  # fails early
+    options = dataclasses.replace(options, plugin_ops=chosen, attention_target=target)
     metadata = {**prepared.metadata(), "attnx.plugins": plugins}
     result = export_onnx(prepared.model, out_path, options, model_label=prepared.spec, metadata=metadata)
     proto = onnx.load(str(result.path), load_external_data=False)
@@ -118,7 +118,6 @@ def export_model(
         if not in_graph or (op in chosen and op not in custom_nodes):
             continue  # subsumed by a fused custom op (GridSample inside AffineGridSample)
         report.notes.append(f"{op}: {reasons[op]}")
-    report.notes.append(f"attention for {target}: {form_why}")
     report.notes.extend(result.notes)
     report.save(report_path(result.path))
     return result, report

@@ -150,7 +150,11 @@ def resolve_options(model: nn.Module, x: torch.Tensor, options: Any, target: str
     ONNX Runtime, so ``ort`` by default) and ``mha_fused`` set; with the reason for the form."""
     import dataclasses
 
+    target = getattr(options, "attention_target", target)
     form, why = choose_form(options.attention, options.opset, target, options.plugin_ops, options.exporter)
+    if form == "fused" and options.attention == "auto" and not calls_attention(model, x):
+        form, why = "decomposed", "decomposed (--attention auto): the model calls no attention that fuses"
+    why = f"for {target}: {why}"
     mha = form == "fused" and mha_weights_unused(model, x)
     if form == "fused" and options.exporter not in ("auto", "dynamo"):
         raise UserError("--attention fused needs the dynamo exporter (--exporter dynamo or auto)")
@@ -195,10 +199,40 @@ def _mha_forward_without_weights(original: Any) -> Any:
     def forward(self: Any, query: Any, key: Any, value: Any, key_padding_mask: Any = None, need_weights: bool = True,
                 attn_mask: Any = None, average_attn_weights: bool = True, is_causal: bool = False) -> Any:  # fmt: skip
         out, _ = original(self, query, key, value, key_padding_mask=key_padding_mask, need_weights=False,
-                          attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal)  # fmt: skip
+                          attn_mask=attn_mask, average_attn_weights=average_attn_weights,
+                          is_causal=is_causal)  # fmt: skip
         return out, None
 
     return forward
+
+
+def calls_attention(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether one forward (with the zoo modules in their fused-export form) calls SDPA or nn.MultiheadAttention."""
+    global _FUSED
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.overrides import TorchFunctionMode
+
+    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+        return True
+    seen = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func is F.scaled_dot_product_attention:
+                seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    saved, _FUSED = _FUSED, True
+    try:
+        with torch.no_grad(), Watch():
+            model(x)
+    except Exception:  # the export reports a model that fails; here: nothing seen
+        return bool(seen)
+    finally:
+        _FUSED = saved
+    return bool(seen)
 
 
 def mha_weights_unused(model: nn.Module, x: torch.Tensor) -> bool:
@@ -317,8 +351,8 @@ def refine_report(report: Any, proto: onnx.ModelProto) -> None:
     target = report.target
     if target not in TRT_TARGETS and target != "ort" and not target.startswith(("ort", "openvino", "trt")):
         return
-    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in list(proto.graph.value_info) + list(proto.graph.input)
-             if vi.type.tensor_type.HasField("shape")}  # fmt: skip
+    infos = list(proto.graph.value_info) + list(proto.graph.input)
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in infos if vi.type.tensor_type.HasField("shape")}
     for row in report.ops:
         if row.domain not in ("", "ai.onnx") or row.op_type not in FUSED_OP_TYPES:
             continue

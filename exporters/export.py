@@ -50,6 +50,7 @@ class ExportOptions:
     verify: bool = True  # run PyTorch and ONNX Runtime at the export shape and a shape moving every dynamic axis
     plugin_ops: frozenset[str] = frozenset()  # attnx ops to export as custom nodes (see exporters.ops)
     attention: str = "auto"  # fused | decomposed | auto (see exporters.attention_form)
+    attention_target: str = "ort"  # the target --attention auto decides for
     mha_fused: bool = False  # set by the export: nn.MultiheadAttention called without weights (fused form)
 
     def validate(self) -> None:
