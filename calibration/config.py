@@ -38,6 +38,9 @@ kernel_timing      INT8, ORT layout: time each grouped or dilated convolution al
 fp16_range_check   FP16: run the calibration data through the FP32 model and keep FP32 every tensor whose
                    |x| exceeds ``fp16_limit`` (true)
 fp16_limit         that bound (16384: FP16's largest finite value is 65504; a 4× margin for unseen inputs)
+max_input_shape    FP16 of a graph with dynamic H/W: the largest input the bundle must serve (``"3x1024x1024"``);
+                   overflow pins and large reductions are decided there, not only at the calibration size. Without
+                   it the bundle accepts any H×W, and every sum whose extent grows with H·W stays FP32
 cpu_target         INT8 (ORT layout): the CPU the bundle is for: ``native`` (this one: 7-bit weights where its
                    u8×s8 kernels saturate, i.e. x86 without VNNI), ``portable`` (7-bit weights: right on every
                    CPU), ``vnni`` (full 8-bit weights for VNNI/AMX/ARM CPUs) (native); see deploy/cpu.py
@@ -84,6 +87,7 @@ KEYS = (
     "reduce_extent",
     "fp16_range_check",
     "fp16_limit",
+    "max_input_shape",
     "sensitivity",
     "quantize_gates",
     "kernel_timing",
@@ -109,6 +113,7 @@ class CalibrationConfig:
     method: str = "percentile"
     percentile: float = 99.99
     input_shape: tuple[int, ...] | None = None  # C, H, W
+    max_input_shape: tuple[int, ...] | None = None  # C, H, W: the largest input an FP16 plan must hold at
     resize: int | None = None
     crop: tuple[int, int] | None = None
     mean: tuple[float, ...] | None = None
@@ -160,6 +165,8 @@ class CalibrationConfig:
             kw["fp16_limit"] = limit
         if options.get("input_shape") is not None:
             kw["input_shape"] = _shape(options["input_shape"])
+        if options.get("max_input_shape") is not None:
+            kw["max_input_shape"] = _shape(options["max_input_shape"])
         if options.get("resize") is not None:
             kw["resize"] = _int("resize", options["resize"], minimum=1)
         if options.get("crop") is not None:

@@ -487,3 +487,49 @@ def pin_fp16_range(index: GraphIndex, plan: Plan, amax: dict[str, float], limit:
         for n in ([producer] if producer is not None else []) + index.consumers.get(t, []):
             plan.add(n, "fp16_range", reason)
     return big
+
+
+# How a reduction's magnitude grows with the number of elements it reduces: linearly for sums, as the square root
+# for an L2 norm. Means, maxima and minima keep their magnitude (their accumulators are a large_reduction matter).
+SUM_GROWTH = {"ReduceSum": 1.0, "ReduceSumSquare": 1.0, "ReduceL1": 1.0, "ReduceL2": 0.5}
+
+
+def pin_for_largest_shape(index: GraphIndex, largest: GraphIndex, plan: Plan, amax: dict[str, float], limit: float,
+                          reduce_extent: int, label: str, unbounded: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """FP16 decisions at the largest input the bundle allows, from a calibration at a smaller one.
+
+    ``index`` has the calibration shapes, ``largest`` the largest input's (``label``). A reduction whose extent
+    grows with the input (a sum over H·W) is judged at the largest extent: ``large_reduction`` when that extent
+    reaches ``reduce_extent``, and ``fp16_range`` (producer and consumers, as :func:`pin_fp16_range`) when its
+    calibrated |x| scaled by the growth of its extent (sums: the ratio of extents; L2: its square root) exceeds
+    ``limit``. Scaling is used rather than calibrating at the largest size because that size may be unbounded or
+    too large to calibrate at, and a sum's magnitude grows with its extent. ``unbounded`` (dynamic H/W, no largest
+    input given): every growing reduction stays FP32 and every growing sum is pinned, whatever its magnitude here.
+    """
+    decided: list[dict[str, Any]] = []
+    for node in index.model.graph.node:
+        if node.op_type not in REDUCE_OPS and node.op_type not in GLOBAL_POOL_OPS:
+            continue
+        small, big = reduced_extent(index, node), reduced_extent(largest, node)
+        if not small or not big or big <= small:
+            continue
+        record: dict[str, Any] = {"node": node.name, "op": node.op_type, "extent": small, "largest_extent": big}
+        if unbounded or big >= reduce_extent:
+            plan.add(node, "large_reduction", f"large_reduction: reduces {small} elements at the calibration size and "
+                     + ("more at larger inputs (the bundle accepts any H×W)" if unbounded else
+                        f"{big} at the largest input {label} (≥ {reduce_extent})"))  # fmt: skip
+        growth = SUM_GROWTH.get(node.op_type)
+        out = node.output[0]
+        if growth is not None:
+            seen = amax.get(out)
+            grown = None if seen is None else seen * (big / small) ** growth
+            record.update(amax=seen, largest_amax=grown)
+            if unbounded or (grown is not None and grown > limit):
+                reason = (f"fp16_range: |{out}| grows with the sum's extent ({small} elements at the calibration size"
+                          + ("; the bundle accepts any H×W, so no bound holds)" if unbounded else
+                             f", {big} at {label}: {seen:.4g} calibrated → ~{grown:.4g} > {limit:g})"))  # fmt: skip
+                for n in [node, *index.consumers.get(out, [])]:
+                    plan.add(n, "fp16_range", reason)
+                record["pinned"] = True
+        decided.append(record)
+    return decided

@@ -152,6 +152,22 @@ def apply_precision(
             big = pin_fp16_range(index, plan, {t: r.amax for t, r in table.ranges.items()}, cfg.fp16_limit)
             plan_out["fp16_range"] = {"limit": cfg.fp16_limit, "tensors": {t: table.ranges[t].amax for t in big}}
             info = _info(table, hit, calib, cache_dir)
+        largest = _largest_shapes(inputs, cfg, shapes)
+        if largest is not None:  # dynamic H/W: the pins must hold at the largest input, not only at this size
+            from calibration.plan import pin_for_largest_shape
+
+            max_shapes, label, unbounded = largest
+            amax = {t: r.amax for t, r in table.ranges.items()} if calib is not None else {}
+            decided = pin_for_largest_shape(index, GraphIndex.build(model, max_shapes), plan, amax, cfg.fp16_limit,
+                                            cfg.reduce_extent, label, unbounded)  # fmt: skip
+            plan_out["largest_input"] = {
+                "shape": label, "unbounded": unbounded, "reductions": decided,
+                "method": "calibrated |x| of each reduction scaled by the growth of its extent at the largest input "
+                          "(sums: ratio of extents) — the largest input may be unbounded or too large to calibrate at",
+            }  # fmt: skip
+            if unbounded and decided:
+                notes.append("FP16 of a graph with dynamic H/W and no max_input_shape: every reduction that grows with "
+                             "H·W stays FP32 (give --calib max_input_shape=CxHxW to decide them at that size)")
         baked, cnotes = to_fp16(model, plan.keep_fp32())
         notes.extend(cnotes)
         from calibration.fp16 import mark_softmax_precision
@@ -273,6 +289,30 @@ def _margin(precision: str) -> float:
     from deploy.parity import policy
 
     return policy(precision).atol
+
+
+def _largest_shapes(inputs: list[Any], cfg: CalibrationConfig, shapes: dict[str, tuple[int, ...]]
+                    ) -> tuple[dict[str, tuple[int, ...]], str, bool] | None:  # fmt: skip
+    """The largest input shapes an FP16 plan must hold at, how to name them, and whether they are unbounded (a probe
+    shape then); None when no input has dynamic H/W (the calibration size is the only size)."""
+    out = dict(shapes)
+    label, unbounded, dynamic = "", False, False
+    for spec in inputs:
+        cur = shapes.get(spec.name)
+        if len(spec.shape) != 4 or cur is None or all(isinstance(d, int) for d in spec.shape[2:]):
+            continue
+        dynamic = True
+        if cfg.max_input_shape is not None:
+            c, h, w = cfg.max_input_shape
+            if h < cur[2] or w < cur[3]:
+                raise UserError(f"max_input_shape {c}x{h}x{w} is smaller than the calibration input "
+                                f"{'x'.join(map(str, cur[1:]))}")  # fmt: skip
+            out[spec.name] = (cur[0], cur[1], h, w)
+            label = f"{h}x{w}"
+        else:  # unbounded: a probe at twice the size tells which extents grow with H·W
+            out[spec.name] = (cur[0], cur[1], 2 * cur[2], 2 * cur[3])
+            label, unbounded = "any H×W", True
+    return (out, label, unbounded) if dynamic else None
 
 
 def _static_shapes(inputs: list[Any], cfg: CalibrationConfig) -> dict[str, tuple[int, ...]]:

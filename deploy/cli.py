@@ -332,7 +332,8 @@ def parity(
             )  # fmt: skip
         for note in notes:
             err_console.print(f"[yellow]note:[/] {escape_markup(note)}", highlight=False)
-        layer_args = {"bundle": path, "reference_onnx": reference_onnx}
+        layer_args = {"bundle": path, "reference_onnx": reference_onnx, "torch_reference": report.reference == "torch",
+                      "model_spec": model, "config": config, "weights": weights}  # fmt: skip
     elif target.endswith(".onnx") or path.is_file():
         from deploy.pipeline import prepare_from_onnx
 
@@ -341,7 +342,7 @@ def parity(
             prepared = prepare_from_onnx(path, model, config, weights)
         report = _parity(prepared, path, tolerance, precision or "fp32", batches, shape, inputs, seed, threads,
                          io_cases, saved_feeds)  # fmt: skip
-        layer_args = {"onnx": path}
+        layer_args = {"onnx": path, "prepared": prepared}
     else:
         import shutil
 
@@ -365,7 +366,7 @@ def parity(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        layer_args = {"onnx": result.path, "cleanup": tmp}
+        layer_args = {"onnx": result.path, "cleanup": tmp, "prepared": prepared}
     lw = None
     try:
         if layerwise or (layerwise is None and not report.passed):
@@ -388,19 +389,40 @@ def parity(
 
 
 def _layerwise(report, layer_args: dict, io_cases, tolerance, threads):  # type: ignore[no-untyped-def]
-    """First divergent node, on the first failing case's inputs (or the first case's)."""
+    """First divergent node, on the first failing case's inputs (or the first case's).
+
+    Against the true reference: where PyTorch is the reference, PyTorch module outputs against the ONNX tensors
+    they map to (deploy.layerwise_torch); a bundle's engine against its fp32 ONNX first, and PyTorch against that
+    ONNX when the engine agrees with it while parity against PyTorch failed."""
     from deploy.layerwise import layerwise_bundle, layerwise_compare, layerwise_table
+    from deploy.layerwise_torch import layerwise_torch
 
     case_index = next((i for i, c in enumerate(report.cases) if not c.passed), 0)
     feed = io_cases[case_index].inputs
     with console.status("layer-wise search..."):
         if "bundle" in layer_args:
             lw = layerwise_bundle(layer_args["bundle"], layer_args["reference_onnx"], feed, tolerance, threads=threads)
+            if not report.passed and layer_args.get("torch_reference") and lw.first_divergence is None:
+                from deploy.pipeline import prepare_from_onnx
+
+                prepared = prepare_from_onnx(layer_args["reference_onnx"], layer_args.get("model_spec"),
+                                             layer_args.get("config"), layer_args.get("weights"))  # fmt: skip
+                lw = layerwise_torch(prepared.model, layer_args["reference_onnx"], feed, tolerance,
+                                     precision=report.precision, reference_label=f"PyTorch ({prepared.spec})",
+                                     candidate_label=f"fp32 ONNX ({Path(layer_args['reference_onnx']).name})",
+                                     threads=threads)  # fmt: skip
+        elif layer_args.get("prepared") is not None and not report.passed:
+            prepared = layer_args["prepared"]
+            lw = layerwise_torch(prepared.model, layer_args["onnx"], feed, tolerance, precision=report.precision,
+                                 reference_label=f"PyTorch ({prepared.spec})", threads=threads)  # fmt: skip
         else:
-            # Without a graph on both sides (PyTorch has none), compare the exported graph as written with
-            # the graph ONNX Runtime optimises and runs: divergence there is ORT's rewrite, not the export.
+            # Parity passed (--layerwise asked for): compare the exported graph as written with the graph
+            # ONNX Runtime optimises and runs: divergence there is ORT's rewrite, not the export.
             lw = layerwise_compare(layer_args["onnx"], layer_args["onnx"], feed, tolerance,
                                    candidate_optimize="all", threads=threads)  # fmt: skip
+    if not report.passed and lw.passed:  # never "all tensors agree" while the outputs differ
+        lw.outputs_agree = False
+        lw.outputs_note = lw.outputs_note or f"parity of {report.candidate} against {report.reference} failed"
     console.print(layerwise_table(lw))
     return lw
 

@@ -64,6 +64,10 @@ class TensorCheck:
     rel_l2: float
     cosine: float
     failures: list[str] = field(default_factory=list)
+    # False: the engine's exposed value does not reproduce the engine's own outputs (fed through the reference's
+    # downstream graph it gives other outputs than the engine does), so it is not evidence of a divergence
+    trusted: bool = True
+    onnx_node: str = ""  # PyTorch reference: the ONNX node whose output the module output was matched to
 
     @property
     def passed(self) -> bool:
@@ -90,10 +94,23 @@ class LayerwiseReport:
     checks: list[TensorCheck] = field(default_factory=list)
     unmatched: list[Unmatched] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    reference_kind: str = "onnx"  # "pytorch": module outputs (forward hooks) against the ONNX tensors they map to
+    # The final outputs of both sides: None when not compared, else whether they agree under the policy.
+    outputs_agree: bool | None = None
+    outputs_note: str = ""  # how the final outputs differ (when they do)
+    # Non-empty when exposing intermediates changed the engine's own final outputs: nothing it exposes is trusted.
+    engine_outputs_changed: str = ""
 
     @property
     def first_divergence(self) -> TensorCheck | None:
-        return next((c for c in self.checks if not c.passed), None)
+        if self.engine_outputs_changed:
+            return None
+        return next((c for c in self.checks if not c.passed and c.trusted), None)
+
+    @property
+    def untrusted(self) -> list[TensorCheck]:
+        """Divergent engine tensors that do not reproduce the engine's own outputs (not evidence)."""
+        return [c for c in self.checks if not c.passed and not c.trusted]
 
     @property
     def last_agreeing(self) -> TensorCheck | None:
@@ -115,25 +132,55 @@ class LayerwiseReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.checks) and self.first_divergence is None
+        return (bool(self.checks) and self.first_divergence is None and self.outputs_agree is not False
+                and not self.engine_outputs_changed and not self.untrusted)  # fmt: skip
 
     def summary(self) -> str:
         first = self.first_divergence
         n = len(self.checks)
+        torch_ref = self.reference_kind == "pytorch"
+        what = "mapped" if torch_ref else "matched"
+        if self.engine_outputs_changed:
+            return self.engine_outputs_changed
+        differ = f" ({self.outputs_note})" if self.outputs_note else ""
         if not self.checks:
-            return f"no tensor of {self.reference} could be matched in {self.candidate}"
+            text = (f"no PyTorch module output of {self.reference} maps to a tensor of {self.candidate}"
+                    if torch_ref else f"no tensor of {self.reference} could be matched in {self.candidate}")
+            if self.outputs_agree is False:
+                text += f"; the outputs differ{differ}, at a place the search cannot locate"
+            return text
+        untrusted = self.untrusted
+        distrust = ""
+        if untrusted:
+            names = ", ".join(f"'{c.tensor}' at '{c.node}' ({c.op_type}, cosine {c.cosine:.3f})" for c in untrusted[:4])
+            distrust = (f"; not trusted, because the engine's exposed value does not reproduce the engine's own "
+                        f"outputs (the engine does not compute the exposed value it returns): {names}")  # fmt: skip
         if first is None:
-            return f"all {n} matched tensors agree within the {self.precision} policy"
+            if self.outputs_agree is False:
+                last = self.checks[-1]
+                return (f"all {n} {what} tensors agree within the {self.precision} policy, but the outputs differ"
+                        f"{differ}: the divergence is after the last {what} tensor ('{last.tensor}' of '{last.node}') "
+                        f"or in a part with no {'module mapping' if torch_ref else 'matching tensor'}{distrust}")
+            if untrusted:
+                return f"no trusted tensor diverges ({n} {what}){distrust}"
+            return f"all {n} {what} tensors agree within the {self.precision} policy"
+        where = (f"module '{first.node}' ({first.op_type}), ONNX tensor '{first.tensor}'"
+                 + (f" of node '{first.onnx_node}'" if first.onnx_node else "")
+                 if torch_ref else f"node '{first.node}' ({first.op_type}), tensor '{first.tensor}'")  # fmt: skip
         text = (
-            f"first divergence at node '{first.node}' ({first.op_type}), tensor '{first.tensor}' "
+            f"first divergence at {where} "
             f"[{first.order}]: {'; '.join(first.failures)} (max abs {first.max_abs:.3g}, rel L2 {first.rel_l2:.3g}, "
-            f"cosine {first.cosine:.6f}); {sum(not c.passed for c in self.checks)} of {n} matched tensors diverge"
+            f"cosine {first.cosine:.6f}); {sum(not c.passed for c in self.checks)} of {n} {what} tensors diverge"
         )
+        last = self.last_agreeing
+        if torch_ref and last is not None:
+            text += f"; the last agreeing module before it is '{last.node}' ({last.op_type})"
         suspects = self.suspects
         if suspects:
             names = ", ".join(f"'{u.node}' ({u.op_type})" for u in suspects)
-            text += f"; not comparable in the candidate (fused or renamed), so possibly the cause: {names}"
-        return text
+            text += (f"; modules between them with no ONNX tensor to compare: {names}" if torch_ref else
+                     f"; not comparable in the candidate (fused or renamed), so possibly the cause: {names}")
+        return text + distrust
 
     def to_dict(self) -> dict[str, Any]:
         from deploy.parity import _json_safe
@@ -329,9 +376,95 @@ def layerwise_compare(
                 report.unmatched.append(Unmatched(order, label, node.op_type, tensor))
                 continue
             report.checks.append(_check(order, node, tensor, ref, np.asarray(cand), tol))
+    ref_outputs = {o.name: ref_values[o.name] for o in ref_model.graph.output if o.name in ref_values}
+    cand_outputs = {o.name: cand_values.get(o.name) for o in cand_model.graph.output}
+    report.outputs_agree, report.outputs_note = compare_outputs(ref_outputs, cand_outputs, tol)
+    if candidate_runner is not None:  # an engine's exposed intermediates are trusted only where they reproduce it
+        _trust_engine(report, ref_model, cand_model, feed, candidate_runner, cand_values, ref_outputs, tol, threads)
     if not report.checks:
         notes.append("no tensor name survives in the candidate graph: layer-wise search impossible")
     return report
+
+
+def compare_outputs(ref: dict[str, Any], cand: dict[str, Any], tol: Tolerance) -> tuple[bool | None, str]:
+    """Whether the final outputs present on both sides agree under ``tol`` (None: none to compare), and how not."""
+    from deploy.parity import compare_output
+
+    failed = []
+    compared = 0
+    for name, r in ref.items():
+        c = cand.get(name)
+        if c is None or not hasattr(c, "shape") or tuple(c.shape) != tuple(np.shape(r)) or not _is_float(np.asarray(r)):
+            continue
+        compared += 1
+        comp = compare_output(name, np.asarray(r), np.asarray(c).astype(np.float64), tol)
+        if comp.failures:
+            failed.append(f"output '{name}': cosine {comp.cosine:.6f}, max abs {comp.max_abs:.3g}")
+    if not compared:
+        return None, ""
+    return not failed, "; ".join(failed)
+
+
+def _trust_engine(report: LayerwiseReport, ref_model: Any, cand_model: Any, feed: dict[str, np.ndarray],
+                  runner: CandidateRunner, cand_values: dict[str, Any], ref_outputs: dict[str, Any], tol: Tolerance,
+                  threads: int | None, max_replays: int = 4) -> None:  # fmt: skip
+    """Check that the engine run with exposed intermediates is the engine: the same final outputs as its normal
+    run, and each divergent intermediate, fed through the reference's graph after it, reproduces the engine's
+    outputs (OpenVINO returns zeros for some exposed intermediates while computing the outputs correctly)."""
+    from deploy.parity import compare_output
+
+    out_names = [o.name for o in cand_model.graph.output]
+    normal = runner(cand_model, feed, [])
+    normal_outputs = {n: normal.get(n) for n in out_names}
+    same, how = compare_outputs(normal_outputs, {n: cand_values.get(n) for n in out_names}, tol)
+    if same is False:
+        report.engine_outputs_changed = (
+            f"{report.candidate} computes other final outputs when its intermediates are exposed ({how}, the exposed "
+            "run against the normal run): its intermediates are not trusted and the search cannot locate the "
+            "divergence in this engine; search the bundle's model.onnx instead (--graph model-raw)")  # fmt: skip
+        return
+    def err(a: dict[str, Any], b: dict[str, Any]) -> float:
+        worst = 0.0
+        for name, x in a.items():
+            y = b.get(name)
+            if y is None or np.shape(x) != np.shape(y):
+                continue
+            worst = max(worst, compare_output(name, np.asarray(x), np.asarray(y).astype(np.float64), tol).rel_l2)
+        return worst
+
+    base = err(ref_outputs, normal_outputs)
+    for check in [c for c in report.checks if not c.passed][:max_replays]:
+        value = cand_values.get(check.tensor)
+        if value is None or check.tensor in ref_outputs:
+            continue
+        replayed = _replay(ref_model, check.tensor, np.asarray(value), feed, threads)
+        if replayed is None:
+            continue
+        worse = err(replayed, normal_outputs) > 2 * base + 1e-6
+        if worse and compare_outputs(normal_outputs, replayed, tol)[0] is False:
+            check.trusted = False
+        else:
+            break  # the first divergent tensor that explains the engine's outputs: the search stops there
+
+
+def _replay(ref_model: Any, tensor: str, value: np.ndarray, feed: dict[str, np.ndarray],
+            threads: int | None) -> dict[str, np.ndarray] | None:  # fmt: skip
+    """The reference's final outputs with ``tensor`` replaced by ``value`` (the reference's nodes after it)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(ref_model)
+    for node in m.graph.node:
+        for i, out in enumerate(node.output):
+            if out == tensor:
+                node.output[i] = f"{tensor}__attnx_replaced"
+    del m.graph.value_info[:]
+    m.graph.input.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    try:
+        return run_with_intermediates(m, {**feed, tensor: value.astype(np.float32)},
+                                      names=[o.name for o in m.graph.output], threads=threads)  # fmt: skip
+    except UserError:
+        return None
 
 
 _RENAMES = (("InsertedPrecisionFreeCast_", ""),)  # prefixes ORT adds

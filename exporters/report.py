@@ -79,6 +79,9 @@ def op_report(proto: onnx.ModelProto, target: str, model: str = "") -> OpReport:
     for (domain, op_type), count in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0][1])):
         status, note = op_support(op_type, domain, target, opset)
         report.ops.append(OpRow(op_type, domain, count, status, note))
+    from exporters.trt_support import refine_by_attributes
+
+    refine_by_attributes(report, proto)  # Einsum / Resize / GridSample / Pad / constant inputs: per node, by attribute
     from exporters.attention_form import refine_report
 
     refine_report(report, proto)  # Attention / RMSNormalization / RotaryEmbedding: per version and attribute

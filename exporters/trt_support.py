@@ -338,3 +338,188 @@ def op_support(op_type: str, domain: str, target: str, opset: int) -> tuple[Stat
     if note:
         return "restricted", note
     return "ok", ""
+
+
+# --- Per-node verdicts from attributes ------------------------------------------------------------
+# Support depends on attributes, not only op types: an Einsum equation, a Resize mode, a GridSample rank, a Pad
+# mode, an input the parser needs as a constant. ``node_support`` judges one node; ``refine_by_attributes`` (the
+# op report's hook) folds the verdicts into the report's rows and names the node and the attribute.
+
+EINSUM_GENERAL_SINCE = "10.12"  # ellipsis, diagonal (repeated index in one operand) and broadcasting
+_TRT_RESIZE_COORD = frozenset(
+    {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+)
+_TRT_RESIZE_MODES = frozenset({"nearest", "linear"})
+_TRT_PAD_MODES = {"trt8.6": frozenset({"constant", "reflect", "edge"}),
+                  "trt10": frozenset({"constant", "reflect", "edge", "wrap"}),
+                  "trt11": frozenset({"constant", "reflect", "edge", "wrap"})}  # fmt: skip
+# (op type, input index, input name, first default-domain opset where it is an input): inputs the TensorRT
+# parser needs as constants (an initializer or a Constant node), from the tables' restrictions above.
+_TRT_CONST_INPUTS: tuple[tuple[str, int, str, int], ...] = (
+    ("Squeeze", 1, "axes", 13), ("Unsqueeze", 1, "axes", 13), ("CumSum", 1, "axis", 11), ("OneHot", 1, "depth", 9),
+    ("Dropout", 2, "training_mode", 12), ("Slice", 3, "axes", 10), ("Pad", 3, "axes", 18),
+    ("ReduceSum", 1, "axes", 13), *((op, 1, "axes", 18) for op in (
+        "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL1", "ReduceL2",
+        "ReduceLogSum", "ReduceLogSumExp")),
+    ("InstanceNormalization", 1, "scale", 1), ("InstanceNormalization", 2, "B", 1),
+)  # fmt: skip
+ATTRIBUTE_CHECKED_OPS = frozenset({"Einsum", "Resize", "GridSample", "Pad"} | {op for op, *_ in _TRT_CONST_INPUTS})
+
+
+def _attr(node: object, name: str, default: object = None) -> object:
+    from onnx import helper
+
+    for a in node.attribute:  # type: ignore[attr-defined]
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def einsum_features(equation: str) -> list[str]:
+    """What of an Einsum equation needs TensorRT >= 10.12: an ellipsis, a repeated index within one operand."""
+    found = []
+    lhs = equation.replace(" ", "").split("->")[0]
+    if "..." in equation:
+        found.append("an ellipsis ('...')")
+    for term in lhs.split(","):
+        letters = term.replace("...", "")
+        repeated = sorted({c for c in letters if letters.count(c) > 1})
+        if repeated:
+            found.append(f"a repeated index '{''.join(repeated)}' in operand '{term}' (a diagonal)")
+    return found
+
+
+def node_support(node: object, target: str, opset: int, constants: frozenset[str] | set[str],
+                 ranks: Mapping[str, int],
+                 producers: Mapping[str, object] | None = None) -> tuple[Status, str] | None:
+    """Whether ``target`` runs this one node given its attributes and constant inputs: ``(status, note)`` naming the
+    attribute, or None where the node's op has no attribute rule (the op-type verdict stands)."""
+    op, name = node.op_type, node.name or node.op_type  # type: ignore[attr-defined]
+    if getattr(node, "domain", "") not in ("", "ai.onnx") or op not in ATTRIBUTE_CHECKED_OPS:
+        return None
+    trt = target in TRT_TABLES
+    problems: list[tuple[Status, str]] = []
+    checked: list[str] = []
+    if op == "Einsum":
+        eq = str(_attr(node, "equation", ""))
+        checked.append(f"equation '{eq}'")
+        features = einsum_features(eq)
+        if features and trt:
+            what = " and ".join(features)
+            if target == "trt8.6":
+                problems.append(("unsupported", f"equation '{eq}' has {what}: the TensorRT 8.6 parser imports "
+                                 f"neither (TensorRT >= {EINSUM_GENERAL_SINCE} does); rewrite as MatMul/Transpose"))
+            elif target == "trt10":
+                problems.append(("restricted", f"equation '{eq}' has {what}: needs TensorRT >= {EINSUM_GENERAL_SINCE}"))
+    elif op == "Resize":
+        mode = str(_attr(node, "mode", "nearest"))
+        coord = str(_attr(node, "coordinate_transformation_mode", "half_pixel"))
+        antialias = int(_attr(node, "antialias", 0) or 0)  # type: ignore[call-overload]
+        policy = str(_attr(node, "keep_aspect_ratio_policy", "stretch"))
+        checked.append(f"mode '{mode}', coordinate_transformation_mode '{coord}'")
+        if trt:
+            if mode not in _TRT_RESIZE_MODES:
+                problems.append(("unsupported", f"mode '{mode}': TensorRT's parser resizes with nearest or "
+                                 "linear only"))
+            if coord not in _TRT_RESIZE_COORD:
+                problems.append(("unsupported", f"coordinate_transformation_mode '{coord}' is not imported by "
+                                 f"TensorRT (it takes {', '.join(sorted(_TRT_RESIZE_COORD))})"))  # fmt: skip
+            if antialias:
+                problems.append(("unsupported", "antialias=1: TensorRT resizes without antialiasing"))
+            if policy != "stretch":
+                problems.append(("unsupported", f"keep_aspect_ratio_policy '{policy}': TensorRT takes stretch only"))
+    elif op == "GridSample":
+        rank = ranks.get(node.input[0]) if node.input else None  # type: ignore[attr-defined]
+        mode = str(_attr(node, "mode", "bilinear" if opset < 20 else "linear"))
+        padding = str(_attr(node, "padding_mode", "zeros"))
+        checked.append(f"{rank if rank else '?'}-D input, mode '{mode}', padding_mode '{padding}'")
+        if rank == 5:
+            if target == "ort" and opset < 20:
+                problems.append(("unsupported", f"5-D input at opset {opset}: GridSample takes 5-D input from "
+                                 "opset 20"))
+            elif target == "ort" and mode in ("cubic", "bicubic"):
+                problems.append(("unsupported", f"mode '{mode}' with 5-D input: ONNX Runtime's GridSample has cubic "
+                                 "for 4-D input only"))  # fmt: skip
+            elif target in ("trt8.6", "trt10"):
+                problems.append(("unsupported", f"5-D input (3-D sampling): needs TensorRT >= {GRIDSAMPLE_5D_SINCE}"))
+            elif target == "trt11":
+                problems.append(("restricted", f"5-D input (3-D sampling): needs TensorRT >= {GRIDSAMPLE_5D_SINCE}"))
+        elif rank is None and trt:
+            problems.append(("restricted", "input rank unknown: TensorRT before 11.2 takes 4-D input only"))
+        if padding not in ("zeros", "border", "reflection"):
+            problems.append(("unsupported", f"padding_mode '{padding}' is not an ONNX GridSample mode"))
+    elif op == "Pad":
+        mode = str(_attr(node, "mode", "constant"))
+        checked.append(f"mode '{mode}'")
+        if trt and mode not in _TRT_PAD_MODES[target]:
+            problems.append(("unsupported", f"mode '{mode}': the {target} parser pads with "
+                             f"{', '.join(sorted(_TRT_PAD_MODES[target]))}"))  # fmt: skip
+        if trt and mode == "constant" and len(node.input) > 2 and node.input[2] and node.input[2] not in constants:  # type: ignore[attr-defined]
+            problems.append(("restricted", "input 'constant_value' is computed at run time: give it as an initializer"))
+    if trt:
+        for op_type, index, input_name, since in _TRT_CONST_INPUTS:
+            if op != op_type or opset < since:
+                continue
+            inputs = node.input  # type: ignore[attr-defined]
+            if len(inputs) > index and inputs[index] and inputs[index] not in constants:
+                source = (producers or {}).get(inputs[index])
+                origin = f" (from '{source.name or source.op_type}', {source.op_type})" if source is not None else ""  # type: ignore[attr-defined]
+                problems.append(("unsupported", f"input '{input_name}' is computed at run time{origin}: the {target} "
+                                 "parser needs it as a constant (an initializer); fold it (onnxsim) or export it "
+                                 "as a constant"))  # fmt: skip
+            elif len(inputs) > index and inputs[index]:
+                checked.append(f"{input_name} constant")
+    if problems:
+        order = {"unsupported": 0, "restricted": 1}
+        status = min((s for s, _ in problems), key=lambda s: order[s])
+        return status, f"{op} '{name}': " + "; ".join(n for _, n in problems)
+    return "ok", f"{op} '{name}': " + ", ".join(checked) if checked else ""
+
+
+def graph_facts(proto: object) -> tuple[set[str], dict[str, int], dict[str, object]]:
+    """Constant tensor names (initializers, Constant outputs and Identity of them), tensor ranks, producers."""
+    import onnx
+
+    graph = proto.graph  # type: ignore[attr-defined]
+    constants = {i.name for i in graph.initializer}
+    producers: dict[str, object] = {}
+    for node in graph.node:
+        for t in node.output:
+            producers[t] = node
+        if node.op_type == "Constant" or (node.op_type == "Identity" and node.input and node.input[0] in constants):
+            constants.update(t for t in node.output if t)
+    ranks: dict[str, int] = {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False).graph
+    except Exception:  # inference is best effort: ranks stay unknown
+        inferred = graph
+    for vi in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
+        if vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    return constants, ranks, producers
+
+
+def refine_by_attributes(report: object, proto: object) -> None:
+    """The op report's hook: rows of attribute-checked ops take the worst per-node verdict, with the nodes and
+    attributes named (an op the table already refuses, or a model opset the target cannot read, stays refused)."""
+    rows = [r for r in report.ops if r.domain in ("", "ai.onnx") and r.op_type in ATTRIBUTE_CHECKED_OPS]  # type: ignore[attr-defined]
+    if not rows or report.target not in TARGETS:  # type: ignore[attr-defined]
+        return
+    constants, ranks, producers = graph_facts(proto)
+    nodes = list(proto.graph.node)  # type: ignore[attr-defined]
+    order = {"unsupported": 0, "plugin": 1, "restricted": 2, "ok": 3}
+    for row in rows:
+        if row.status == "unsupported":
+            continue
+        verdicts = [v for n in nodes if n.op_type == row.op_type and n.domain in ("", "ai.onnx")
+                    for v in [node_support(n, report.target, report.opset, constants, ranks, producers)] if v]  # type: ignore[attr-defined]  # fmt: skip
+        flagged = [v for v in verdicts if v[0] in ("unsupported", "restricted")]
+        if flagged:
+            worst = min((s for s, _ in flagged), key=lambda s: order[s])
+            more = f"; and {len(flagged) - 3} more" if len(flagged) > 3 else ""
+            shown = "; ".join(n for _, n in flagged[:3]) + more
+            row.status = worst if order[worst] < order[row.status] else row.status
+            row.note = f"{len(flagged)} of {len(verdicts)} node(s): {shown}"
+        elif verdicts and row.status == "restricted":
+            row.note = f"{row.note} (every node's attributes checked: none found outside these limits)"
