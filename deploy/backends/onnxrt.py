@@ -36,10 +36,11 @@ def _cpu_form(path: Path) -> tuple[Any, dict[str, str]]:
     from calibration.int8_numerics import cpu_form, has_integer_ops
 
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)  # the graph first: most models are float
+        if not has_integer_ops(model):
+            return str(path), {}
+        model = onnx.load(str(path))  # weights too: the saturation proof reads them
     except Exception:  # unreadable: let ONNX Runtime name the problem below
-        return str(path), {}
-    if not has_integer_ops(model):
         return str(path), {}
     form = cpu_form(model)
     return (form.model.SerializeToString() if form.model is not model else str(path)), form.session_config
