@@ -143,6 +143,12 @@ def _read_flags() -> tuple[frozenset[str], str]:
 
 
 @functools.cache
+def raw_flags() -> frozenset[str]:
+    """Every flag the OS reports for this CPU (not overridable: for keys that must match the real machine)."""
+    return _read_flags()[0]
+
+
+@functools.cache
 def _detect_cached(override: str | None) -> CpuFeatures:
     if override:
         return parse_override(override)

@@ -78,15 +78,11 @@ def bf16_supported() -> tuple[bool, str]:
 
 
 def _isa_flags() -> list[str]:
-    """This CPU's SIMD extensions, from /proc/cpuinfo (empty where there is none: then the CPU name alone keys)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):  # x86 / Arm
-            return sorted({f for f in line.partition(":")[2].split() if f.startswith(_ISA_PREFIXES)})
-    return []
+    """This CPU's SIMD extensions as the OS reports them (deploy.cpu reads them; empty where it cannot: then
+    the CPU name alone keys). All of them, not only the INT8 ones: the CPU plugin's choices depend on more."""
+    from deploy.cpu import raw_flags
+
+    return sorted(f for f in raw_flags() if f.startswith(_ISA_PREFIXES))
 
 
 def compiled_key(inference_precision: str, core: Any = None) -> dict[str, Any]:
