@@ -135,6 +135,7 @@ def ort_style(
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     model, aliases = spatial_means_as_pools(model)
+    typed_value_info(model)
     unshared = unshare_weights(model, names_to_skip=set(exclude))
     pooled = len(aliases)
     ranges = {
@@ -145,6 +146,8 @@ def ort_style(
         if old in ranges and new != old:
             ranges[new] = ranges[old]
     names = {n.name for n in model.graph.node}
+    unranged = unranged_nodes(model, set(ranges), set(exclude))
+    exclude = [*exclude, *unranged]
     from deploy.tempdirs import owned_prefix
 
     with tempfile.TemporaryDirectory(prefix=owned_prefix("attnx-ort-qdq-")) as tmp:  # swept if killed
@@ -180,8 +183,62 @@ def ort_style(
                      "U8U8 kernels re-pack each quantized weight in place)")
     if pooled:
         notes.append(f"{pooled} spatial ReduceMean(s) became pooling (ORT runs QLinear[Global]AveragePool in int8)")
+    if unranged:
+        notes.append(f"{len(unranged)} node(s) left float because a float tensor they read or write has no calibrated "
+                     f"range (empty or untyped on calibration data): {', '.join(unranged[:3])}")  # fmt: skip
     quantized = quantized_nodes(qmodel, names - set(exclude), set(ORT_OP_TYPES))
     return QuantResult(finish_model(qmodel, model), quantized, notes)
+
+
+def typed_value_info(model: onnx.ModelProto) -> None:
+    """One typed ``value_info`` per tensor, the outputs of ops onnx cannot infer included (in place).
+
+    ONNX Runtime's quantizer decides whether a tensor is quantizable from ``value_info`` (the last entry of a
+    name wins) after its own onnx shape inference, which gives up at GroupNormalization-21 (a function op with
+    no inference: the dynamo exporter writes it at opset >= 21). An untyped or missing entry there makes it skip
+    the tensor as an activation and then fail on the bias of the Conv that reads it ("Unable to get valid
+    quantization scale for input 'group_norm'"), although the table has its range. The entries are rebuilt
+    with :func:`calibration.graph.infer_filled`, which types those outputs from their input.
+    """
+    import onnx
+
+    from calibration.graph import infer_filled
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.value_info[:]
+    try:
+        inferred = list(infer_filled(m).graph.value_info)
+    except Exception:  # inference is best effort: keep what the file had, typed entries first
+        inferred = []
+    seen: set[str] = {vi.name for vi in list(model.graph.input) + list(model.graph.output)}
+    keep = []
+    for vi in inferred + list(model.graph.value_info):
+        if vi.name not in seen and vi.type.tensor_type.elem_type:
+            seen.add(vi.name)
+            keep.append(vi)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+
+
+def unranged_nodes(model: onnx.ModelProto, ranged: set[str], exclude: set[str]) -> list[str]:
+    """Nodes ONNX Runtime would quantize (``ORT_OP_TYPES``, not excluded) with a float activation input or
+    output that has no range in the table: asked to quantize it, ``quantize_static`` fails (no scale for the
+    tensor, or for the bias that depends on it), so they stay float instead. Needs typed ``value_info``."""
+    from calibration.graph import FLOAT_TYPES
+
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {t for n in model.graph.node if n.op_type == "Constant" for t in n.output}
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]}  # fmt: skip
+    out = []
+    for node in model.graph.node:
+        if node.op_type not in ORT_OP_TYPES or node.name in exclude or node.domain not in ("", "ai.onnx"):
+            continue
+        tensors = [t for t in [*node.input, *node.output] if t and t not in consts]
+        if any(t not in ranged and types.get(t, FLOAT_TYPES[0]) in FLOAT_TYPES for t in tensors):  # untyped: maybe
+            out.append(node.name)
+    return out
 
 
 def unshare_weights(model: onnx.ModelProto, names_to_skip: set[str]) -> int:

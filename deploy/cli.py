@@ -93,6 +93,16 @@ def _calibration_shape(calibration: dict, input_shape: str | None) -> None:
             calibration["input_shape"] = "x".join(map(str, shape[1:]))
 
 
+def _brief_source(source: str) -> str:
+    """A parity report's input source for a table cell: whole words, the split kept (never cut mid-phrase)."""
+    if source.startswith("held-out samples recorded by the build: "):
+        rest = source.removeprefix("held-out samples recorded by the build: ")
+        what = rest.split(" (")[0]  # e.g. "scikit-learn digits, test split"
+        count = rest.rsplit(", ", 1)[-1] if rest.rstrip().endswith("samples") else ""
+        return f"held-out: {what}" + (f", {count}" if count else "")
+    return source
+
+
 def _batches(text: str) -> list[int]:
     try:
         values = [int(b) for b in text.split(",") if b.strip()]
@@ -556,7 +566,8 @@ def _run_bundles(model, prepared, onnx_path, output_dir, precisions, calibration
         if not result.parity.passed:
             failed.append(precision)
         summary.add_row(precision, "[green]pass[/]" if result.parity.passed else "[bold red]FAIL[/]",
-                        result.parity.input_source[:60], f"{min(o.cosine for o in outs):.6f}", top1)  # fmt: skip
+                        escape_markup(_brief_source(result.parity.input_source)), f"{min(o.cosine for o in outs):.6f}",
+                        top1)  # fmt: skip
     console.print(summary)
     if accuracy_rows:
         write_json(output_dir / "accuracy.json", {"dataset": "digits test split", "results": accuracy_rows})

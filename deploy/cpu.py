@@ -203,7 +203,7 @@ def int8_recipe(target: str = "native", features: CpuFeatures | None = None) -> 
                                      "in int32 (VNNI, AMX, ARM dot product)", cpu)  # fmt: skip
     if cpu.u8s8_saturates:
         return Int8Recipe(target, 7, f"native target on {cpu.describe()}: no VNNI, so u8×s8 pair sums saturate "
-                                     "int16; 7-bit weights cannot", cpu)  # fmt: skip
+                                     "int16; 7-bit weights cannot saturate it", cpu)  # fmt: skip
     return Int8Recipe(target, 8, f"native target on {cpu.describe()}: {cpu.int8_kernel}, full 8-bit weights", cpu)
 
 

@@ -196,3 +196,42 @@ def test_float_inputs_are_never_pre_activation_values():
     restored = quantize(model, table, ["conv2"], "ort", ["conv2"]).model
     a, b = session(plain).run(None, {"x": x})[0], session(restored).run(None, {"x": x})[0]
     assert cosine(ref, b) > 0.99 and cosine(ref, b) >= cosine(ref, a) - 1e-3
+
+
+def _group_norm_conv(untyped_duplicate: bool) -> onnx.ModelProto:
+    """GroupNormalization-21 (onnx infers no type for it) → Conv with a bias, as the dynamo exporter writes."""
+    rng = np.random.default_rng(0)
+    inits = [const("s", np.ones(4)), const("b", np.zeros(4)), const("w", rng.standard_normal((4, 4, 1, 1)) * 0.3),
+             const("wb", rng.standard_normal(4) * 0.1)]  # fmt: skip
+    nodes = [helper.make_node("Conv", ["x", "w", "wb"], ["c0"], name="conv0"),
+             helper.make_node("GroupNormalization", ["c0", "s", "b"], ["gn"], num_groups=2, name="gn"),
+             helper.make_node("Conv", ["gn", "w", "wb"], ["y"], name="conv1")]  # fmt: skip
+    model = make_model(nodes, [tensor("x", ["n", 4, 6, 6])], [tensor("y", ["n", 4, 6, 6])], inits, opset=23)
+    model = onnx.shape_inference.infer_shapes(model)
+    if untyped_duplicate:  # what the fused mobilevitv2 export holds: a typed entry, then an untyped one
+        model.graph.value_info.append(tensor("gn", ["n", 4, 6, 6]))
+        model.graph.value_info.append(onnx.ValueInfoProto(name="gn"))
+    return model
+
+
+@pytest.mark.parametrize("untyped_duplicate", [False, True])
+def test_ort_layout_quantizes_around_group_normalization(untyped_duplicate):
+    model = _group_norm_conv(untyped_duplicate)
+    index, table, x = prepared(model, (1, 4, 6, 6))
+    assert "gn" in table.ranges
+    plan = detect(index)
+    assert plan.decisions["gn"].categories[0] == "normalization"
+    result = quantize(model, table, plan.int8_excluded(), "ort", sorted(float_input_nodes(plan)))
+    assert {"conv0", "conv1"} <= set(result.quantized) and "gn" not in result.quantized
+    ref = session(model).run(None, {"x": x[:1]})[0]
+    assert cosine(ref, session(result.model).run(None, {"x": x[:1]})[0]) > 0.99
+
+
+def test_ort_layout_leaves_float_a_node_whose_tensor_has_no_range():
+    model = _group_norm_conv(False)
+    index, table, x = prepared(model, (1, 4, 6, 6))
+    del table.ranges["gn"]  # e.g. empty on the calibration data
+    plan = detect(index)
+    result = quantize(model, table, plan.int8_excluded(), "ort", sorted(float_input_nodes(plan)))
+    assert "conv1" not in result.quantized and "conv0" in result.quantized
+    assert any("no calibrated range" in n for n in result.notes)
