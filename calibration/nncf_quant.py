@@ -24,6 +24,8 @@ Reference: NNCF post-training quantization, https://docs.openvino.ai/ (``nncf.qu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from collections.abc import Sequence
@@ -108,14 +110,16 @@ def quantize_openvino(
     nncf_logger.setLevel(logging.WARNING)  # NNCF logs one INFO line per skipped quantizer
     t = time.perf_counter()
     try:
-        quantized = nncf.quantize(
-            ov_model,
-            nncf.Dataset(samples),
-            subset_size=subset,
-            model_type=model_type,
-            ignored_scope=nncf.IgnoredScope(names=ov_names, validate=False) if ov_names else None,
-            advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix),
-        )
+        # NNCF draws rich progress bars on stdout (no switch to turn them off): keep them out of attnx's output
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(
+                ov_model,
+                nncf.Dataset(samples),
+                subset_size=subset,
+                model_type=model_type,
+                ignored_scope=nncf.IgnoredScope(names=ov_names, validate=False) if ov_names else None,
+                advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix),
+            )
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(
