@@ -121,6 +121,20 @@ def _drive(
     result.wall_s = time.perf_counter() - t0
 
 
+def _checker(result: LoadResult, expected: Sequence[Feed] | None, rtol: float,
+             atol: float) -> Callable[[int, object, Feed], None]:  # fmt: skip
+    """Record request ``i`` as a mismatch when its response id or outputs differ from what was expected
+    (thread-safe: the clients call it concurrently)."""
+    lock = threading.Lock()
+
+    def check(i: int, got_id: object, got: Feed) -> None:
+        if got_id != str(i) or (expected is not None and not _matches(got, expected[i], rtol, atol)):
+            with lock:
+                result.mismatches.append(i)
+
+    return check
+
+
 def run_load(url: str, model: str, requests: Sequence[Feed], expected: Sequence[Feed] | None, *, concurrency: int,
              binary: bool = True, time_limit_s: float = 300.0, rtol: float = 1e-5,
              atol: float = 1e-6) -> LoadResult:  # fmt: skip
@@ -129,7 +143,7 @@ def run_load(url: str, model: str, requests: Sequence[Feed], expected: Sequence[
 
     check_loopback(url)
     result = LoadResult(len(requests), concurrency, 0.0)
-    lock = threading.Lock()
+    check = _checker(result, expected, rtol, atol)
 
     def make_worker() -> Worker:
         client = httpclient.InferenceServerClient(url, connection_timeout=60, network_timeout=120)
@@ -143,11 +157,7 @@ def run_load(url: str, model: str, requests: Sequence[Feed], expected: Sequence[
             names = list(expected[i]) if expected is not None else None
             outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in names] if names else None
             response = client.infer(model, inputs, outputs=outputs, request_id=str(i))
-            got_id = response.get_response().get("id")
-            got = {n: response.as_numpy(n) for n in (names or [])}
-            if got_id != str(i) or (expected is not None and not _matches(got, expected[i], rtol, atol)):
-                with lock:
-                    result.mismatches.append(i)
+            check(i, response.get_response().get("id"), {n: response.as_numpy(n) for n in (names or [])})
 
         return work, client.close
 
@@ -164,7 +174,7 @@ def run_load_grpc(url: str, model: str, requests: Sequence[Feed], expected: Sequ
 
     check_loopback(url)
     result = LoadResult(len(requests), concurrency, 0.0)
-    lock = threading.Lock()
+    check = _checker(result, expected, rtol, atol)
 
     def make_worker() -> Worker:
         client = grpcclient.InferenceServerClient(url)
@@ -178,11 +188,7 @@ def run_load_grpc(url: str, model: str, requests: Sequence[Feed], expected: Sequ
             names = list(expected[i]) if expected is not None else None
             outputs = [grpcclient.InferRequestedOutput(n) for n in names] if names else None
             response = client.infer(model, inputs, outputs=outputs, request_id=str(i), client_timeout=120)
-            got_id = response.get_response().id
-            got = {n: response.as_numpy(n) for n in (names or [])}
-            if got_id != str(i) or (expected is not None and not _matches(got, expected[i], rtol, atol)):
-                with lock:
-                    result.mismatches.append(i)
+            check(i, response.get_response().id, {n: response.as_numpy(n) for n in (names or [])})
 
         return work, client.close
 
