@@ -53,8 +53,17 @@ def quantize_openvino(
     transformer: bool = False,
     saturation_safe: bool = False,
     subset_size: int | None = None,
+    validation_arrays: dict[str, np.ndarray] | None = None,
+    min_cosine: float = 0.998,
+    trigger_cosine: float = 0.995,
 ) -> tuple[Any, dict[str, Any]]:
     """Quantize the FP32 ONNX model at ``fp32_onnx`` to an INT8 ``openvino.Model`` with NNCF.
+
+    ``validation_arrays`` (samples as ``calib_arrays``, used neither to calibrate nor to check): NNCF's accuracy
+    control (``nncf.quantize_with_accuracy_control``) with the cosine of the INT8 outputs with FP32's on them as
+    its metric, used only where plain ``nncf.quantize`` scores below ``trigger_cosine`` there: NNCF then
+    reverts the layers that cost most to float until the cosine is ≥ ``min_cosine`` (its ``max_drop`` from
+    FP32's 1.0). Otherwise, and without them, the plain ``nncf.quantize`` result.
 
     ``calib_arrays``: per model input name, ``N`` samples along axis 0 (float32 images ``(N, C, H, W)``,
     as :func:`calibration.data.load_split` returns them); each sample is fed as batch 1.
@@ -111,15 +120,24 @@ def quantize_openvino(
     t = time.perf_counter()
     try:
         # NNCF draws rich progress bars on stdout (no switch to turn them off): keep them out of attnx's output
+        common: dict[str, Any] = {
+            "subset_size": subset, "model_type": model_type,
+            "ignored_scope": nncf.IgnoredScope(names=ov_names, validate=False) if ov_names else None,
+        }  # fmt: skip
+        advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix)
+        validation: list[Any] = []
+        plain: float | None = None
         with contextlib.redirect_stdout(io.StringIO()):
-            quantized = nncf.quantize(
-                ov_model,
-                nncf.Dataset(samples),
-                subset_size=subset,
-                model_type=model_type,
-                ignored_scope=nncf.IgnoredScope(names=ov_names, validate=False) if ov_names else None,
-                advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix),
-            )
+            quantized = nncf.quantize(ov_model, nncf.Dataset(samples), advanced_parameters=advanced, **common)
+            if validation_arrays is not None:
+                items, metric = _cosine_validation(core, ov_model, validation_arrays, names)
+                plain = metric(core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)[0]
+            if plain is not None and plain < trigger_cosine:  # only where plain NNCF misses
+                validation = items
+                quantized = nncf.quantize_with_accuracy_control(
+                    ov_model, nncf.Dataset(samples), nncf.Dataset(validation, lambda item: item[0]), metric,
+                    max_drop=1.0 - min_cosine, advanced_quantization_parameters=advanced, **common,
+                )  # fmt: skip
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(
@@ -129,7 +147,9 @@ def quantize_openvino(
         nncf_logger.setLevel(level)
     seconds = time.perf_counter() - t
     info = {
-        "quantizer": "nncf.quantize (post-training, FakeQuantize in the OpenVINO model)",
+        "quantizer": ("nncf.quantize (post-training, FakeQuantize in the OpenVINO model)" if not validation
+                      else f"nncf.quantize_with_accuracy_control (metric: cosine with FP32 on {len(validation)} "
+                           f"validation samples, kept ≥ {min_cosine})"),  # fmt: skip
         "nncf": nncf.__version__,
         "openvino": openvino.get_version(),
         "model_type": "transformer" if transformer else "default",
@@ -144,10 +164,38 @@ def quantize_openvino(
             "unmatched": unmatched,
             "openvino_ops": len(ov_names),
         },
+        "validation_cosine_plain": None if plain is None else round(plain, 6),
         "fake_quantize": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops()),
         "seconds": round(seconds, 2),
     }
     return quantized, info
+
+
+def _cosine_validation(core: Any, fp32: Any, arrays: dict[str, np.ndarray],
+                       names: list[str]) -> tuple[list[Any], Any]:  # fmt: skip
+    """NNCF validation items (feed, FP32 outputs) and its metric: the cosine over all outputs and samples of a
+    candidate with FP32 (FP32 itself scores 1.0), plus per-sample cosines for NNCF's ranking of layers."""
+    compiled = core.compile_model(fp32, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    count = min(int(np.asarray(arrays[n]).shape[0]) for n in names)
+    items = []
+    for i in range(count):
+        feed = {n: np.ascontiguousarray(np.asarray(arrays[n])[i : i + 1]) for n in names}
+        result = compiled(feed)
+        items.append((feed, np.concatenate([np.asarray(result[p], np.float64).ravel() for p in compiled.outputs])))
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+        return float(a @ b / denom) if denom else float(np.array_equal(a, b))
+
+    def metric(model: Any, data: Any) -> tuple[float, list[float]]:
+        refs, outs = [], []
+        for feed, ref in data:
+            result = model(feed)
+            refs.append(ref)
+            outs.append(np.concatenate([np.asarray(result[p], np.float64).ravel() for p in model.outputs]))
+        return cosine(np.concatenate(refs), np.concatenate(outs)), [cosine(r, o) for r, o in zip(refs, outs)]
+
+    return items, metric
 
 
 def map_ignored(
