@@ -237,6 +237,33 @@ def fake_quant(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+FAKE_QUANT = "exact fake-quant (Q/DQ as float ops; TensorRT accumulates in int32)"
+
+
+@dataclass(frozen=True)
+class CpuPath:
+    """How ONNX Runtime on this CPU must run an INT8 graph: ``kind`` float | fake_quant | integer, the session
+    settings (U8U8 where needed), and the decision in words (for reports)."""
+
+    kind: str
+    session_config: dict[str, str]
+    description: str
+
+
+def cpu_path(model: onnx.ModelProto, features: CpuFeatures | None = None, u8u8: str | None = None,
+             proof: SaturationProof | None = None) -> CpuPath:  # fmt: skip
+    """TensorRT layout → fake-quant; ONNX Runtime layout whose weights are not proven saturation-safe, on a CPU
+    whose u8×s8 kernels saturate → ONNX Runtime's U8U8 kernels; else as it is. ``proof``: already computed."""
+    if not has_integer_ops(model):
+        return CpuPath("float", {}, "float")
+    if has_s8_activations(model):
+        return CpuPath("fake_quant", {}, FAKE_QUANT)
+    from deploy.cpu import int8_runtime_path
+
+    path = int8_runtime_path((proof or saturation_proof(model)).safe, None, "ort", features, u8u8)
+    return CpuPath("integer", path.session_config(), path.description)
+
+
 @dataclass(frozen=True)
 class CpuForm:
     """The graph to hand ONNX Runtime here, its session settings, and what was decided (for reports)."""
@@ -244,21 +271,10 @@ class CpuForm:
     model: Any
     session_config: dict[str, str]
     description: str
-    warning: str | None = None
 
 
 def cpu_form(model: onnx.ModelProto, features: CpuFeatures | None = None, u8u8: str | None = None) -> CpuForm:
-    """What ONNX Runtime on this CPU must run so that it computes what ``model`` computes on its target.
-
-    TensorRT layout → :func:`fake_quant`; ONNX Runtime layout whose weights are not proven saturation-safe,
-    on a CPU whose u8×s8 kernels saturate → ONNX Runtime's U8U8 kernels; anything else unchanged.
-    """
-    if not has_integer_ops(model):
-        return CpuForm(model, {}, "float")
-    if has_s8_activations(model):
-        return CpuForm(fake_quant(model), {}, "exact fake-quant (Q/DQ as float ops; TensorRT accumulates in int32)")
-    from deploy.cpu import int8_runtime_path
-
-    proof = saturation_proof(model)
-    path = int8_runtime_path(proof.safe, None, "ort", features, u8u8)
-    return CpuForm(model, path.session_config(), path.description)
+    """What ONNX Runtime on this CPU must run so that it computes what ``model`` computes on its target
+    (:func:`cpu_path`; a TensorRT-layout graph becomes its :func:`fake_quant` copy)."""
+    path = cpu_path(model, features, u8u8)
+    return CpuForm(fake_quant(model) if path.kind == "fake_quant" else model, path.session_config, path.description)

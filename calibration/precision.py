@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -269,13 +269,14 @@ def apply_precision(
 
 def int8_cpu_record(baked: onnx.ModelProto, recipe: Any) -> dict[str, Any]:
     """What an INT8 graph was built for and checked on: the recipe, the CPU, the saturation proof, the kernels."""
-    from calibration.int8_numerics import cpu_form, saturation_proof
+    from calibration.int8_numerics import cpu_path, saturation_proof
 
+    proof = saturation_proof(baked)
     return {
         "recipe": recipe.to_dict(),
         "verified_on": recipe.built_on.to_dict(),
-        "saturation": saturation_proof(baked).to_dict(),
-        "check_kernels": cpu_form(baked, recipe.built_on).description,
+        "saturation": proof.to_dict(),
+        "check_kernels": cpu_path(baked, recipe.built_on, proof=proof).description,
     }
 
 
@@ -476,8 +477,8 @@ def apply_openvino_int8(fp32_onnx_path: Path, calibration: dict[str, Any] | None
     transformer model type where the plan finds attention, and NNCF's overflow fix when the CPU target's
     u8×s8 kernels saturate (:func:`deploy.cpu.int8_recipe`). Sigmoid gates are quantized unless the user set
     ``quantize_gates``: kept float they made the NNCF model 1.15–1.2× slower than NNCF's own on cbam_resnet
-    at 224², and quantized they were no less accurate (``python -m calibration.nncf_bench --gates-int8``).
-    The check compares it with the FP32 model in ONNX Runtime, on held-out samples and seeded inputs.
+    at 224², and quantized they were no less accurate (``python -m calibration.nncf_bench --gates-float``).
+    The check compares it (OpenVINO) with the FP32 model (ONNX Runtime) on the held-out samples.
     Raises :class:`UserError` (one line) when NNCF or OpenVINO is missing or fails.
     """
     from calibration.graph import graph_inputs
@@ -499,9 +500,7 @@ def apply_openvino_int8(fp32_onnx_path: Path, calibration: dict[str, Any] | None
     # Where plain NNCF scores below 0.995 on validation samples that neither calibrate nor check (the next ones of
     # the calibration source), NNCF's accuracy control reverts the costliest layers to float until ≥ 0.998.
     # Measured on ResT (tiny, digits weights): plain NNCF 0.977-0.981 on held-out digits, with it 0.9978.
-    import dataclasses
-
-    more, _ = load_split(inputs, dataclasses.replace(cfg, count=cfg.count + max(cfg.eval_count, 16)))
+    more, _ = load_split(inputs, replace(cfg, count=cfg.count + max(cfg.eval_count, 16)))
     validation = {k: v[calib.count :] for k, v in more.arrays.items()}
     usable = bool(validation) and min(len(v) for v in validation.values()) > 0
     ov_model, info = quantize_openvino(Path(fp32_onnx_path), calib.arrays, ignored, transformer,

@@ -256,15 +256,14 @@ def unshare_weights(model: onnx.ModelProto, names_to_skip: set[str]) -> int:
     for node in model.graph.node:
         if node.name in names_to_skip or node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
-        for k, name in enumerate(node.input[1:2], start=1):
-            if name not in inits:
-                continue
-            seen[name] = seen.get(name, 0) + 1
-            if seen[name] == 1:
-                continue
+        name = node.input[1] if len(node.input) > 1 else ""
+        if name not in inits:
+            continue
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # the second and later readers get a copy
             copy = numpy_helper.from_array(numpy_helper.to_array(inits[name]), f"{name}__{_safe(node.name)}")
             model.graph.initializer.append(copy)
-            node.input[k] = copy.name
+            node.input[1] = copy.name
             copies += 1
     return copies
 

@@ -290,7 +290,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     meta = read_metadata(fp32_path)
     files = {"onnx": "model.onnx"}
     precision_plan = calibration_info = None
-    check_inputs = None
+    held_out = False  # checked on held-out calibration samples (recorded below for `attnx parity`)
     notes: list[str] = []
     # OpenVINO INT8 is NNCF's: the engine is OpenVINO's own model (model.xml + model.bin, FakeQuantize inside)
     # and the bundle's ONNX is its fp32 source; measured faster than the ORT-layout Q/DQ graph compiled by
@@ -307,7 +307,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         baked = fp32
         precision_plan, calibration_info = ov.plan, ov.calibration_info
         notes.extend(ov.notes)
-        check_inputs = ov.held_out or None
+        held_out = ov.held_out
         openvino.save_model(ov.model, str(writer.path("model.xml")), compress_to_fp16=False)
         files.update(weights="model.bin")
     else:
@@ -320,7 +320,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         baked = result.model
         precision_plan, calibration_info = result.plan, result.calibration_info
         notes.extend(result.notes)
-        check_inputs = result.check_inputs
+        held_out = result.check_inputs is not None
         if result.calibration_table is not None:
             shutil.copyfile(result.calibration_table, writer.path("calibration.json"))
             files["calibration"] = "calibration.json"
@@ -379,7 +379,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
     cpu = (precision_plan or {}).get("cpu") or {"verified_on": detect().to_dict()}
     # Checked on held-out samples of the calibration data (when it had some): recorded so that `attnx parity`
     # rebuilds the same samples anywhere; else seeded random inputs.
-    parity_inputs = record_held_out(options.calibration) if check_inputs is not None else {"kind": "seeded"}
+    parity_inputs = record_held_out(options.calibration) if held_out else {"kind": "seeded"}
     return Manifest(
         backend=backend, precision=options.precision, source=source,
         opset=next((o.version for o in baked.opset_import if o.domain in ("", "ai.onnx")), 0),
@@ -426,7 +426,7 @@ def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: 
     # A reduced-precision engine calibrated on real data is judged on held-out samples of that data (random
     # noise lies outside the calibrated ranges): the same decision `attnx parity BUNDLE` makes.
     if manifest.parity_inputs.get("kind") == "held_out":
-        feeds, source = held_out_feeds(manifest, bundle_dir / manifest.files["reference"])
+        feeds, source = held_out_feeds(manifest)
     else:
         feeds, source = parity_feeds(specs, prepared, batches, opt_shape, None, options.seed)
     engine = Engine(bundle_dir, manifest, _open(bundle_dir, manifest, options))

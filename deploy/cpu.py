@@ -117,6 +117,7 @@ def _machine() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
 
+@functools.cache
 def _read_flags() -> tuple[frozenset[str], str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -142,7 +143,6 @@ def _read_flags() -> tuple[frozenset[str], str]:
     return frozenset(), "unknown"
 
 
-@functools.cache
 def raw_flags() -> frozenset[str]:
     """Every flag the OS reports for this CPU (not overridable: for keys that must match the real machine)."""
     return _read_flags()[0]

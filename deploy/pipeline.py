@@ -234,19 +234,24 @@ def record_held_out(calibration: dict[str, Any] | None) -> dict[str, Any]:
     return {"kind": "held_out", "calibration": rec}
 
 
-def held_out_feeds(manifest: Any, reference_onnx: Path) -> tuple[list[tuple[str, Feed]], str]:
-    """The held-out samples a bundle's build was checked on, rebuilt from ``manifest.parity_inputs``.
+def held_out_feeds(manifest: Any) -> tuple[list[tuple[str, Feed]], str]:
+    """The held-out samples a bundle's build was checked on, rebuilt from ``manifest.parity_inputs`` for the
+    manifest's inputs.
 
     One case over every sample (top-1 agreement over 8 would move in steps of 12.5 %), except where a
     TensorRT profile bounds the batch. Raises :class:`UserError` when the recorded source is not here.
     """
+    from onnx import helper
+
     from calibration.config import CalibrationConfig
     from calibration.data import load_split
-    from calibration.graph import graph_inputs, load_model
+    from calibration.graph import InputInfo
 
     rec = manifest.parity_inputs.get("calibration") or {}
+    inputs = [InputInfo(s.name, helper.np_dtype_to_tensor_dtype(np.dtype(s.dtype)), list(s.shape))
+              for s in manifest.inputs]  # fmt: skip
     try:
-        _, held = load_split(graph_inputs(load_model(reference_onnx)), CalibrationConfig.from_dict(rec))
+        _, held = load_split(inputs, CalibrationConfig.from_dict(rec))
     except UserError as exc:
         raise UserError(f"the bundle's recorded held-out inputs cannot be rebuilt here ({exc}): pass --inputs FILE "
                         "or --seeded") from None  # fmt: skip
@@ -379,7 +384,7 @@ def run_bundle_parity(
         input_shape = tuple(manifest.inputs[0].profile["opt"])
     recorded = manifest.parity_inputs.get("kind") == "held_out"
     if recorded and not seeded and inputs_file is None and saved_feeds is None:
-        feeds, source = held_out_feeds(manifest, reference_onnx)  # the build's own inputs: its verdict, here
+        feeds, source = held_out_feeds(manifest)  # the build's own inputs: its verdict, here
     else:
         feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
         if recorded and notes is not None:
