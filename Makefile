@@ -35,8 +35,8 @@ lint: install
 
 ## Type-check the TensorRT plugin code (no TensorRT libraries needed: stubs in plugins/typings).
 typecheck: install
-	$(VENV)/bin/mypy --disallow-untyped-defs plugins
-	$(VENV)/bin/mypy --disallow-untyped-defs --follow-imports=silent deploy/trt_build.py deploy/runtime/trt.py deploy/cuda_mem.py
+	$(VENV)/bin/mypy --disallow-untyped-defs attnx/plugins
+	$(VENV)/bin/mypy --disallow-untyped-defs --follow-imports=silent attnx/deploy/backends/tensorrt
 
 clean:
 	rm -rf demo_out .pytest_cache
@@ -46,26 +46,26 @@ BENCH_MODELS ?= all
 BENCH_PRECISIONS ?= fp32,int8,bf16
 BENCH_BACKENDS ?= ort,openvino
 bench: install
-	$(PY) -m deploy.bench --models $(BENCH_MODELS) --batches 1,8 --backend $(BENCH_BACKENDS) --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
+	$(PY) -m attnx.deploy.bench.measure --models $(BENCH_MODELS) --batches 1,8 --backend $(BENCH_BACKENDS) --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
 
 ## The 224² targets (ResNet-50-layout zoo classifiers, batch 1): ORT int8 vs fp32 speed (1 thread), and the
 ## bundle `--precision best` picks against every CPU engine run directly on the same ONNX (2 threads).
 bench-224: install
-	$(PY) -m calibration.bench --models resnets --config resnet50 --size 224 --runs 40 --count 64 --eval-count 32 --json bench/int8_speed_224.json
-	$(PY) -m deploy.selection_report --models resnets --config resnet50 --threads 2 --iterations 60 --json bench/cpu_selection.json --markdown bench/cpu_selection.md
-	$(PY) -m calibration.nncf_bench --models se_resnet,cbam_resnet,vit_tiny --configs resnet50,resnet50,vit_s16 --size 224 --threads 2 --runs 30 --json bench/openvino_int8_nncf.json
+	$(PY) -m attnx.deploy.tools.int8_bench --models resnets --config resnet50 --size 224 --runs 40 --count 64 --eval-count 32 --json bench/int8_speed_224.json
+	$(PY) -m attnx.deploy.tools.selection_report --models resnets --config resnet50 --threads 2 --iterations 60 --json bench/cpu_selection.json --markdown bench/cpu_selection.md
+	$(PY) -m attnx.deploy.tools.nncf_bench --models se_resnet,cbam_resnet,vit_tiny --configs resnet50,resnet50,vit_s16 --size 224 --threads 2 --runs 30 --json bench/openvino_int8_nncf.json
 
 ## INT8 recipes by CPU target, side by side on this CPU (digits-trained tiny models; see `attnx cpu`).
 bench-int8-cpu: install
-	$(PY) -m calibration.bench --models se_resnet,cbam_resnet,eca_resnet,vit_tiny,mobilevitv2 --runs 60 --weights weights/digits --cpu-targets vnni --json bench/int8_cpu_targets.json
+	$(PY) -m attnx.deploy.tools.int8_bench --models se_resnet,cbam_resnet,eca_resnet,vit_tiny,mobilevitv2 --runs 60 --weights weights/digits --cpu-targets vnni --json bench/int8_cpu_targets.json
 
 ## Train the zoo's classifiers on scikit-learn's digits (weights/digits/, a few minutes per model on one core).
 train-digits: install
-	$(PY) -m exporters.train_digits --out weights/digits
+	$(PY) -m attnx.deploy.tools.train_digits --out weights/digits
 
 ## Export the whole zoo and check parity; the Markdown table in the README comes from here.
 zoo-report: install
-	$(PY) -m deploy.zoo_report --json out/zoo_report.json
+	$(PY) -m attnx.deploy.tools.zoo_report --json out/zoo_report.json
 
 ## One-shot GPU check (NVIDIA GPU, torch with CUDA, triton, cuda-python; no TensorRT needed, nothing installed):
 ## plugin kernels vs the NumPy reference and torch, timed against the bandwidth bound; cuda-python buffers and
@@ -75,8 +75,8 @@ GPU_CHECK_OUT ?= bench/gpu_check
 # The GPU machine's own Python (torch with CUDA), not the CPU-only venv.
 GPU_PY ?= $(PYTHON)
 gpu-check:
-	env -u TRITON_INTERPRET $(GPU_PY) -m plugins.gpu_check --out $(GPU_CHECK_OUT)
+	env -u TRITON_INTERPRET $(GPU_PY) -m attnx.deploy.tools.gpu_check --out $(GPU_CHECK_OUT)
 
 ## The same script on the CPU, as CI runs it (tests/plugins/test_gpu_check.py): interpreter, tiny sizes, numerics.
 gpu-check-dry: install
-	$(PY) -m plugins.gpu_check --dry --out out/gpu_check_dry
+	$(PY) -m attnx.deploy.tools.gpu_check --dry --out out/gpu_check_dry

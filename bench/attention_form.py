@@ -29,9 +29,9 @@ FORMS = ("fused", "decomposed")
 
 
 def export_both(model: str, config: str | None, work: Path) -> tuple[dict[str, Path], dict[str, Any], tuple[int, ...]]:
-    from deploy.pipeline import export_model, full_input_shape, prepare_model
-    from exporters.attention_form import count_fused
-    from exporters.export import ExportOptions
+    from attnx.deploy.apis.pipeline import export_model, full_input_shape, prepare_model
+    from attnx.exporters.attention_form import count_fused
+    from attnx.exporters.export import ExportOptions
 
     prepared = prepare_model(model, config=config)
     shape = tuple(full_input_shape(prepared, None, batch=1))

@@ -39,10 +39,10 @@ def child(bundle: Path, threads: int) -> dict[str, Any]:
     import onnx  # noqa: F401  (imported by the ONNX path only: out of the timing, as openvino is)
     import openvino  # noqa: F401
 
-    from deploy.bundle import load_manifest
-    from deploy.engine import Engine
-    from deploy.runtime import open_runtime
-    from deploy.runtime.openvino import OpenVinoRuntime  # noqa: F401
+    from attnx.deploy.backends.openvino.runner import OpenVinoRuntime  # noqa: F401
+    from attnx.deploy.bundle.engine import Engine
+    from attnx.deploy.bundle.manifest import load_manifest
+    from attnx.deploy.bundle.runtime import open_runtime
 
     t0 = time.perf_counter()
     manifest = load_manifest(bundle, verify=True)
@@ -137,7 +137,7 @@ def main() -> None:
             print(f"{Path(r['bundle']).name:<28} {v:<7} {cells} {r['variants'][v]['max_rss_mib']:>8.0f}")
         print(f"{'':<28} load {r['speedup_total']:.2f}x faster with the compiled model")
     if args.json:
-        from deploy.files import write_json
+        from attnx.core.files import write_json
 
         write_json(args.json, {"machine": machine, "results": results})
 

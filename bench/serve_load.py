@@ -45,7 +45,8 @@ def free_port() -> int:
 def start_server(bundle: Path, port: int, opts: dict[str, Any]) -> subprocess.Popen[bytes]:
     """The server in a child process; with ``grpc_port`` in ``opts`` it serves gRPC too (ready: both answer)."""
     kwargs = ", ".join(f"{k}={v!r}" for k, v in opts.items())
-    code = f"from deploy.serving.cli import serve; serve([{str(bundle)!r}], host='127.0.0.1', port={port}, {kwargs})"
+    code = (f"from attnx.deploy.serving.cli import serve; "
+            f"serve([{str(bundle)!r}], host='127.0.0.1', port={port}, {kwargs})")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -103,7 +104,7 @@ def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
 
 def _load(proto: str, port: int, gport: int, model: str, requests: list[Any], expected: list[Any], clients: int,
           binary: bool, time_limit_s: float) -> Any:  # fmt: skip
-    from deploy.serving.load import run_load, run_load_grpc
+    from attnx.deploy.serving.load import run_load, run_load_grpc
 
     if proto == "grpc":
         return run_load_grpc(f"127.0.0.1:{gport}", model, requests, expected, concurrency=clients,
@@ -161,14 +162,14 @@ def main() -> int:
         raise SystemExit("keep the load bounded: 1..100000 requests, 1..256 clients, 1..20 repeats")
     args.single_requests = max(1, min(args.single_requests, args.requests))
 
-    from deploy.engine import Engine
-    from deploy.serving.load import run_direct
+    from attnx.deploy.bundle.engine import Engine
+    from attnx.deploy.serving.load import run_direct
 
     with tempfile.TemporaryDirectory(prefix="attnx-bench-") as tmp:
         bundle = args.bundle
         if bundle is None:
-            from deploy.build import BuildOptions, build_bundle
-            from deploy.inputs import parse_shape
+            from attnx.deploy.apis.build import BuildOptions, build_bundle
+            from attnx.deploy.parity.inputs import parse_shape
 
             shape = parse_shape(args.input_shape) if args.input_shape else None
             opts = BuildOptions(backend="ort", precision="fp32", input_shape=shape, max_batch=max(8, args.max_batch))

@@ -1,6 +1,6 @@
 """attnx calibration: attention-aware precision plans, calibration data and tables, FP16 / INT8 graphs.
 
-Entry point: :func:`calibration.precision.apply_precision` (FP32 ONNX → precision-baked ONNX + plan +
+Entry point: :func:`attnx.calibration.precision.apply_precision` (FP32 ONNX → precision-baked ONNX + plan +
 calibration table). The modules:
 
 * ``config``      the ``calibration`` options (source, count, method, cache, sensitivity budget, ...)
@@ -12,7 +12,7 @@ calibration table). The modules:
 * ``qdq``         INT8 Q/DQ layouts from one table: ONNX Runtime CPU (u8/s8) and TensorRT (symmetric s8)
 * ``evaluate``    agreement with FP32 (cosine, top-1) on held-out and seeded inputs
 * ``sensitivity`` per-node effects; exclude the worst until an accuracy budget holds
-* ``bench``       ``python -m calibration.bench``: accuracy and ORT latency, FP32 vs INT8, side by side
+* ``bench``       ``python -m attnx.deploy.tools.int8_bench``: accuracy and ORT latency, FP32 vs INT8, side by side
 
 Heavy libraries (onnx, onnxruntime, scikit-learn, PIL, onnxconverter-common) are imported where used;
 nothing here imports tensorrt.

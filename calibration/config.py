@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 METHODS = ("minmax", "entropy", "percentile")
 LAYOUTS = ("auto", "nchw", "nhwc")
@@ -190,7 +190,7 @@ class CalibrationConfig:
             names = options["exclude"]
             kw["exclude"] = tuple(names.split(",") if isinstance(names, str) else (str(n) for n in names))
         if options.get("cpu_target") is not None:
-            from deploy.cpu import CPU_TARGETS
+            from attnx.core.cpu import CPU_TARGETS
 
             target = str(options["cpu_target"]).lower()
             if target not in CPU_TARGETS:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.config import IMAGENET_MEAN, IMAGENET_STD, CalibrationConfig
-from calibration.graph import InputInfo
-from deploy.errors import UserError
-from exporters.digits import MEAN, STD, load_digits_split
+from attnx.calibration.config import IMAGENET_MEAN, IMAGENET_STD, CalibrationConfig
+from attnx.calibration.graph import InputInfo
+from attnx.core.errors import UserError
+from attnx.exporters.digits import MEAN, STD, load_digits_split
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -316,7 +316,7 @@ def _folder(folder: Path, spec: ImageInput, cfg: CalibrationConfig, total: int) 
         f"order seed {cfg.seed})"
     )
     if converted:
-        from deploy.errors import warn
+        from attnx.core.errors import warn
 
         to = "RGB (gray repeated in 3 channels)" if spec.channels == 3 else "grayscale"
         desc += f"; {converted} of {len(order)} images converted to {to}"

@@ -7,7 +7,7 @@ there is no accuracy to read). Two figures:
 
 * ``top1_drop_all``: disagreement over every sample;
 * ``top1_drop``: disagreement over the samples whose FP32 top-2 gap exceeds ``margin`` (the parity
-  policy's atol, as in ``deploy.parity``): untrained models have near-tied logits, and a near-tie flips
+  policy's atol, as in ``attnx.deploy.parity.compare``): untrained models have near-tied logits, and a near-tie flips
   under any perturbation. This is the figure budgets are held to.
 """
 
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.graph import session
+from attnx.calibration.graph import session
 
 if TYPE_CHECKING:
     import onnx
 
-    from calibration.data import CalibrationData
+    from attnx.calibration.data import CalibrationData
 
 
 @dataclass
@@ -83,7 +83,7 @@ def run(
 
 
 def agreement(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], margin: float = 0.0) -> Agreement:
-    from deploy.parity import top1_agreement
+    from attnx.deploy.parity.compare import top1_agreement
 
     result = Agreement(samples=int(next(iter(ref.values())).shape[0]) if ref else 0, margin=margin)
     for name, r in ref.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from calibration.graph import drop_dead_nodes, finish_model, topo_sort
+from attnx.calibration.graph import drop_dead_nodes, finish_model, topo_sort
 
 if TYPE_CHECKING:
     import onnx
@@ -51,7 +51,7 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> tuple[onnx.ModelPro
     try:
         from onnxconverter_common.float16 import convert_float_to_float16  # type: ignore[import-untyped]
     except ImportError:
-        from deploy.errors import UserError
+        from attnx.core.errors import UserError
 
         raise UserError("--precision fp16 needs onnxconverter-common: pip install onnxconverter-common") from None
 
@@ -135,7 +135,7 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
     del fresh.graph.value_info[:]
-    from calibration.graph import infer_filled
+    from attnx.calibration.graph import infer_filled
 
     g = infer_filled(fresh).graph
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}
@@ -159,7 +159,7 @@ def unify_float_inputs(model: onnx.ModelProto) -> int:
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
     del fresh.graph.value_info[:]  # the converter's value_info can be stale: infer the types afresh
-    from calibration.graph import infer_filled
+    from attnx.calibration.graph import infer_filled
 
     g = infer_filled(fresh).graph  # onnx infers no type for GroupNormalization-21 (dynamo's opset ≥ 21 exports)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
@@ -140,7 +140,7 @@ class GraphIndex:
                     d.dim_value = int(v)
         ensure_onnx_reference()
         try:
-            from plugins.spec import register_onnx_schemas
+            from attnx.plugins.spec import register_onnx_schemas
 
             register_onnx_schemas()  # attnx custom nodes get types and shapes too
         except Exception:  # the plugins package is part of attnx; a failure here only costs shape detail
@@ -203,7 +203,7 @@ def ensure_onnx_reference() -> None:
         pass
     import onnx.defs
 
-    from plugins.spec import onnx_schema, ops
+    from attnx.plugins.spec import onnx_schema, ops
 
     removed = []
     for spec in ops().values():
@@ -295,13 +295,13 @@ def uses_custom_ops(model: onnx.ModelProto) -> bool:
 def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True) -> Any:
     """An ONNX Runtime CPU session that computes what ``model`` computes on its target.
 
-    INT8 graphs go through :func:`calibration.int8_numerics.cpu_form` (TensorRT layout as exact fake-quant;
+    INT8 graphs go through :func:`attnx.calibration.int8_numerics.cpu_form` (TensorRT layout as exact fake-quant;
     U8U8 kernels where this CPU would saturate full 8-bit weights); attnx custom nodes run through the
     plugins package.
     """
     import onnxruntime as ort
 
-    from calibration.int8_numerics import cpu_form
+    from attnx.calibration.int8_numerics import cpu_form
 
     form = cpu_form(model)
     model = form.model
@@ -314,7 +314,7 @@ def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool =
     for key, value in form.session_config.items():
         options.add_session_config_entry(key, value)
     if uses_custom_ops(model):
-        from plugins.ort import create_session
+        from attnx.plugins.ort import create_session
 
         return create_session(model, sess_options=options)
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -1,6 +1,6 @@
 """How a CPU computes an INT8 ONNX graph, and how attnx makes its CPU checks compute what the target does.
 
-Two facts decide it (see :mod:`deploy.cpu` for the CPU side):
+Two facts decide it (see :mod:`attnx.core.cpu` for the CPU side):
 
 * **Saturation.** x86 CPUs without VNNI add each pair of adjacent u8×s8 products into a saturating int16
   (``VPMADDUBSW``). :func:`saturation_proof` proves, from the weights alone, that no such pair sum can leave
@@ -27,7 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     import onnx
 
-    from deploy.cpu import CpuFeatures
+    from attnx.core.cpu import CpuFeatures
 
 INT16_MAX = 32767
 U8_MAX = 255
@@ -160,13 +160,13 @@ def fake_quant(model: onnx.ModelProto) -> onnx.ModelProto:
 
     Weight DequantizeLinear nodes (int8 initializers) are folded into float initializers. Activation
     ``QuantizeLinear(x, s, zp)`` becomes ``Clip(Round(x / s) + zp, qmin, qmax)`` and its ``DequantizeLinear``
-    ``(q - zp) · s``, in the scale's float type. Raises :class:`deploy.errors.UserError` for per-axis
+    ``(q - zp) · s``, in the scale's float type. Raises :class:`attnx.core.errors.UserError` for per-axis
     activation quantization (no static rank to broadcast it over; attnx never writes it).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from deploy.errors import UserError
+    from attnx.core.errors import UserError
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -258,7 +258,7 @@ def cpu_path(model: onnx.ModelProto, features: CpuFeatures | None = None, u8u8: 
         return CpuPath("float", {}, "float")
     if has_s8_activations(model):
         return CpuPath("fake_quant", {}, FAKE_QUANT)
-    from deploy.cpu import int8_runtime_path
+    from attnx.core.cpu import int8_runtime_path
 
     path = int8_runtime_path((proof or saturation_proof(model)).safe, None, "ort", features, u8u8)
     return CpuPath("integer", path.session_config(), path.description)

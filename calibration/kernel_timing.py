@@ -1,7 +1,7 @@
 """Whether ONNX Runtime runs a convolution faster in int8 than in float on this CPU, measured.
 
 MLAS's QLinearConv is fast for dense convolutions, but its grouped and dilated paths are not uniformly
-so. Measured here (``python -m calibration.kernel_timing``: ORT 1.31, AVX-512 VNNI, 1 thread, batch 1;
+so. Measured here (``python -m attnx.calibration.kernel_timing``: ORT 1.31, AVX-512 VNNI, 1 thread, batch 1;
 fp32 ms → int8 ms), PSA's branch convs:
 
     64 ch at 56×56:  k5 group 4   1.13 → 1.14     k7 group 8   2.19 → 3.73     k9 group 16  2.42 → 10.4
@@ -47,9 +47,9 @@ def conv_times(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool
 def _models(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool) -> tuple[Any, Any]:
     from onnx import TensorProto, helper, numpy_helper
 
-    from calibration.graph import IR_VERSION_MAX, GraphIndex
-    from calibration.qdq import ort_style
-    from calibration.table import CalibrationTable, TensorRange
+    from attnx.calibration.graph import IR_VERSION_MAX, GraphIndex
+    from attnx.calibration.qdq import ort_style
+    from attnx.calibration.table import CalibrationTable, TensorRange
 
     rng = np.random.default_rng(0)  # the values do not matter to the kernels' speed, only the shapes
     inits = [numpy_helper.from_array((0.1 * rng.standard_normal(w_shape)).astype(np.float32), "w")]
@@ -76,7 +76,7 @@ def _models(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool) -
 def interleaved_medians(models: dict[str, Any], shape: Sequence[int], runs: int, warmup: int = 5) -> dict[str, float]:
     """Median milliseconds per run of each model on one seeded input, one thread, the sessions alternated run
     by run (the order reversed every other run) so that machine load affects each alike."""
-    from calibration.graph import session
+    from attnx.calibration.graph import session
 
     sessions = {label: session(model, threads=1) for label, model in models.items()}
     x = np.random.default_rng(0).standard_normal(tuple(shape)).astype(np.float32)

@@ -4,7 +4,7 @@
 FakeQuantize inserted into the OpenVINO model; the CPU plugin turns FakeQuantize pairs into int8 kernels).
 The caller decides three things attnx knows and NNCF cannot:
 
-* ``ignored_nodes``: ONNX node names the plan keeps float (:func:`calibration.plan.detect`,
+* ``ignored_nodes``: ONNX node names the plan keeps float (:func:`attnx.calibration.plan.detect`,
   ``Plan.int8_excluded()``; :func:`float_plan` computes them). OpenVINO's ONNX frontend names the last
   operation of each converted node after the ONNX node (a Conv with bias becomes ``NAME/WithoutBiases``
   (Convolution) + ``NAME`` (Add)), and gives each output port the ONNX output tensor names; an ONNX node is
@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
 
-    from calibration.config import CalibrationConfig
+    from attnx.calibration.config import CalibrationConfig
 
 # plan categories that mean "this graph has attention": NNCF's transformer model type applies
 ATTENTION_CATEGORIES = {"softmax", "attention_matmul", "attention_path", "double_norm", "fused_attention"}
@@ -66,9 +66,9 @@ def quantize_openvino(
     FP32's 1.0). Otherwise, and without them, the plain ``nncf.quantize`` result.
 
     ``calib_arrays``: per model input name, ``N`` samples along axis 0 (float32 images ``(N, C, H, W)``,
-    as :func:`calibration.data.load_split` returns them); each sample is fed as batch 1.
+    as :func:`attnx.calibration.data.load_split` returns them); each sample is fed as batch 1.
     ``ignored_nodes``: ONNX node names to leave unquantized (no FakeQuantize on their inputs or weights);
-    nodes without names in the file are addressed by the names :func:`calibration.graph.name_nodes` gives
+    nodes without names in the file are addressed by the names :func:`attnx.calibration.graph.name_nodes` gives
     them, as in the plan. ``subset_size``: how many samples NNCF uses (default, and at most, ``N``).
 
     Returns ``(model, info)``: the quantized ``openvino.Model`` (same inputs and outputs as the ONNX file)
@@ -76,7 +76,7 @@ def quantize_openvino(
     ``subset_size``, ``samples``, ``ignored`` (``requested``, ``matched``, ``unmatched`` ONNX names,
     ``openvino_ops`` count), ``fake_quantize`` (count in the result), ``seconds``.
 
-    Raises :class:`deploy.errors.UserError` (one line) when nncf or openvino is not installed, the file is
+    Raises :class:`attnx.core.errors.UserError` (one line) when nncf or openvino is not installed, the file is
     missing or unreadable, an input has no samples, or NNCF fails.
     """
     try:
@@ -91,7 +91,7 @@ def quantize_openvino(
         import openvino
     except ImportError:
         raise UserError("OpenVINO INT8 needs OpenVINO, which is not installed: pip install openvino") from None
-    from calibration.graph import graph_inputs, load_model, name_nodes
+    from attnx.calibration.graph import graph_inputs, load_model, name_nodes
 
     fp32_onnx = Path(fp32_onnx)
     model = load_model(fp32_onnx)
@@ -241,11 +241,11 @@ def float_plan(
 ) -> tuple[list[str], bool]:
     """(ONNX nodes the attention-aware plan leaves unquantized, whether the model has attention) for OpenVINO.
 
-    The structural plan only (:func:`calibration.plan.detect` with the user's ``exclude``): ONNX Runtime's
+    The structural plan only (:func:`attnx.calibration.plan.detect` with the user's ``exclude``): ONNX Runtime's
     kernel timings do not apply to OpenVINO. ``model`` must have its nodes named (:func:`name_nodes`).
     """
-    from calibration.graph import GraphIndex
-    from calibration.plan import detect
+    from attnx.calibration.graph import GraphIndex
+    from attnx.calibration.plan import detect
 
     plan = detect(GraphIndex.build(model, sample_shapes), cfg.reduce_extent, cfg.exclude)
     if cfg.quantize_gates:

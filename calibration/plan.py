@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from calibration import kernel_timing
-from calibration.graph import GraphIndex
-from deploy.errors import UserError
+from attnx.calibration import kernel_timing
+from attnx.calibration.graph import GraphIndex
+from attnx.core.errors import UserError
 
 # category → (kept FP32 under FP16, excluded from INT8 quantization)
 CATEGORIES: dict[str, tuple[bool, bool]] = {
@@ -429,7 +429,7 @@ def ort_slow_kernels(index: GraphIndex, plan: Plan, measure: bool = True) -> lis
     """INT8 for ONNX Runtime's CPU: leave float the convolutions whose int8 kernel is not faster than FP32.
 
     Dense convolutions always gain from int8. Grouped (not depthwise) and dilated ones may lose, by up to
-    5× (see ``calibration.kernel_timing``): with ``measure``, each is timed alone at its real shape in both
+    5× (see ``attnx.calibration.kernel_timing``): with ``measure``, each is timed alone at its real shape in both
     forms and stays float unless int8 is clearly faster; without (or where its shapes are unknown), every
     such convolution stays float, the conservative rule.
     """

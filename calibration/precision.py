@@ -3,9 +3,9 @@
 Precision lives in the graph (TensorRT 11 is strongly typed; ONNX Runtime runs what the graph says), so
 both backends consume the same kind of artefact:
 
-* ``fp16``: the attention-aware plan (see :mod:`calibration.plan`), plus, with calibration data, every
+* ``fp16``: the attention-aware plan (see :mod:`attnx.calibration.plan`), plus, with calibration data, every
   tensor whose magnitude would overflow FP16, stays FP32; onnxconverter-common converts the rest.
-* ``int8``: a calibration table (cached) and the Q/DQ layout of the chosen style (:mod:`calibration.qdq`);
+* ``int8``: a calibration table (cached) and the Q/DQ layout of the chosen style (:mod:`attnx.calibration.qdq`);
   the plan's nodes stay unquantized; sensitivity mode excludes more until a budget holds.
 
 Every result is checked against the FP32 model in ONNX Runtime on held-out samples and on seeded
@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.config import CalibrationConfig
-from calibration.data import CalibrationData, describe, load_split
-from calibration.evaluate import agreement, run
-from calibration.graph import GraphIndex, graph_inputs, graph_sha256, load_model, name_nodes, set_metadata
-from calibration.plan import detect, ort_slow_kernels, pin_fp16_range
-from calibration.qdq import STYLES, count_qdq, quantize
-from deploy.errors import UserError
+from attnx.calibration.config import CalibrationConfig
+from attnx.calibration.data import CalibrationData, describe, load_split
+from attnx.calibration.evaluate import agreement, run
+from attnx.calibration.graph import GraphIndex, graph_inputs, graph_sha256, load_model, name_nodes, set_metadata
+from attnx.calibration.plan import detect, ort_slow_kernels, pin_fp16_range
+from attnx.calibration.qdq import STYLES, count_qdq, quantize
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
 
-    from calibration.table import CalibrationTable
+    from attnx.calibration.table import CalibrationTable
 
 PRECISIONS = ("fp16", "int8")
 # INT8 (ORT style): excluded nodes of these categories read float inputs even when their producer is quantized
@@ -68,8 +68,8 @@ class PrecisionResult:
         """Write the model, ``<stem>.plan.json`` and (INT8) ``<stem>.calibration.json`` beside it, atomically."""
         import contextlib
 
-        from deploy.errors import name_destination
-        from deploy.files import atomic_path
+        from attnx.core.errors import name_destination
+        from attnx.core.files import atomic_path
 
         onnx_path = Path(onnx_path)
         written = {"onnx": onnx_path, "plan": onnx_path.with_name(onnx_path.stem + ".plan.json")}
@@ -100,7 +100,7 @@ def apply_precision(
 ) -> PrecisionResult:
     """Bake ``precision`` into the FP32 model at ``fp32_onnx_path`` for backend ``style`` (ort | trt).
 
-    ``calibration`` holds the options of :class:`calibration.config.CalibrationConfig`. ``work_dir``
+    ``calibration`` holds the options of :class:`attnx.calibration.config.CalibrationConfig`. ``work_dir``
     receives the calibration table and the plan (a temporary folder when None; the caller owns it).
     Bad input raises a one-line :class:`UserError`; nothing is written outside ``work_dir`` except the
     calibration cache, whose files are written atomically.
@@ -144,7 +144,7 @@ def apply_precision(
     table_path: Path | None = None
 
     if precision == "fp16":
-        from calibration.fp16 import converter_version, to_fp16
+        from attnx.calibration.fp16 import converter_version, to_fp16
 
         if calib is not None:
             table, hit, tnotes = _table(model, index, calib, cfg, "minmax", model_sha, cache_dir)
@@ -154,7 +154,7 @@ def apply_precision(
             info = _info(table, hit, calib, cache_dir)
         largest = _largest_shapes(inputs, cfg, shapes)
         if largest is not None:  # dynamic H/W: the pins must hold at the largest input, not only at this size
-            from calibration.plan import pin_for_largest_shape
+            from attnx.calibration.plan import pin_for_largest_shape
 
             max_shapes, label, unbounded = largest
             amax = {t: r.amax for t, r in table.ranges.items()} if calib is not None else {}
@@ -170,7 +170,7 @@ def apply_precision(
                              "H·W stays FP32 (give --calib max_input_shape=CxHxW to decide them at that size)")
         baked, cnotes = to_fp16(model, plan.keep_fp32())
         notes.extend(cnotes)
-        from calibration.fp16 import mark_softmax_precision
+        from attnx.calibration.fp16 import mark_softmax_precision
 
         fused = {n: d.reasons[0] for n, d in plan.decisions.items() if "fused_attention" in d.categories}
         if fused:  # Attention nodes computed in FP16: their softmax in FP32 (the op's softmax_precision)
@@ -189,7 +189,7 @@ def apply_precision(
             ort_slow_kernels(index, plan, measure=cfg.kernel_timing)
             if plan.kernel_timings:  # what was measured, both ways: a rebuild under other load may choose otherwise
                 plan_out["kernel_timing"] = plan.kernel_timings
-        from deploy.cpu import int8_recipe
+        from attnx.core.cpu import int8_recipe
 
         # TensorRT accumulates in int32: only the CPU layout depends on the CPU's kernels.
         recipe = int8_recipe(cfg.cpu_target if style == "ort" else "vnni")
@@ -208,7 +208,7 @@ def apply_precision(
             return quantize(model, table, exclude, style, float_inputs, recipe.weight_bits)
 
         if cfg.sensitivity is not None and held.count:
-            from calibration.sensitivity import search
+            from attnx.calibration.sensitivity import search
 
             reference = run(model, held, cfg.batch_size, cfg.threads)
             all_nodes = [n.name for n in model.graph.node]
@@ -269,7 +269,7 @@ def apply_precision(
 
 def int8_cpu_record(baked: onnx.ModelProto, recipe: Any) -> dict[str, Any]:
     """What an INT8 graph was built for and checked on: the recipe, the CPU, the saturation proof, the kernels."""
-    from calibration.int8_numerics import cpu_path, saturation_proof
+    from attnx.calibration.int8_numerics import cpu_path, saturation_proof
 
     proof = saturation_proof(baked)
     return {
@@ -287,7 +287,7 @@ def float_input_nodes(plan: Any) -> set[str]:
 
 def _margin(precision: str) -> float:
     """Top-1 counts samples whose FP32 top-2 gap exceeds the parity policy's atol (as attnx parity does)."""
-    from deploy.parity import policy
+    from attnx.deploy.parity.compare import policy
 
     return policy(precision).atol
 
@@ -337,7 +337,7 @@ def _table(
     model_sha: str,
     cache_dir: Path | None,
 ) -> tuple[CalibrationTable, bool, list[str]]:
-    from calibration.table import cached_or_collect
+    from attnx.calibration.table import cached_or_collect
 
     return cached_or_collect(
         model, index, data, method, cfg.percentile, model_sha, cache_dir, cfg.batch_size, cfg.threads, cfg.progress
@@ -345,7 +345,7 @@ def _table(
 
 
 def _info(table: CalibrationTable, hit: bool, data: CalibrationData, cache_dir: Path | None) -> dict[str, Any]:
-    from calibration.table import cache_path
+    from attnx.calibration.table import cache_path
 
     return {
         "method": table.method,
@@ -394,7 +394,7 @@ def _check(
     """Agreement with FP32 in ONNX Runtime: held-out samples (when any) and seeded standard-normal inputs."""
     import numpy as np
 
-    from calibration.graph import session
+    from attnx.calibration.graph import session
 
     out: dict[str, Any] = {}
     ref_sess, cand_sess = session(model, cfg.threads), session(baked, cfg.threads)
@@ -475,15 +475,15 @@ def apply_openvino_int8(fp32_onnx_path: Path, calibration: dict[str, Any] | None
 
     The same calibration samples as the ONNX Runtime route (``calibration`` options, ``load_split``), NNCF's
     transformer model type where the plan finds attention, and NNCF's overflow fix when the CPU target's
-    u8×s8 kernels saturate (:func:`deploy.cpu.int8_recipe`). Sigmoid gates are quantized unless the user set
+    u8×s8 kernels saturate (:func:`attnx.core.cpu.int8_recipe`). Sigmoid gates are quantized unless the user set
     ``quantize_gates``: kept float they made the NNCF model 1.15–1.2× slower than NNCF's own on cbam_resnet
-    at 224², and quantized they were no less accurate (``python -m calibration.nncf_bench --gates-float``).
+    at 224², and quantized they were no less accurate (``python -m attnx.deploy.tools.nncf_bench --gates-float``).
     The check compares it (OpenVINO) with the FP32 model (ONNX Runtime) on the held-out samples.
     Raises :class:`UserError` (one line) when NNCF or OpenVINO is missing or fails.
     """
-    from calibration.graph import graph_inputs
-    from calibration.nncf_quant import float_plan, quantize_openvino
-    from deploy.cpu import int8_recipe
+    from attnx.calibration.graph import graph_inputs
+    from attnx.calibration.nncf_quant import float_plan, quantize_openvino
+    from attnx.core.cpu import int8_recipe
 
     options = dict(calibration or {})
     options.setdefault("quantize_gates", True)

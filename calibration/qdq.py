@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.graph import drop_dead_nodes, finish_model, topo_sort
-from deploy.errors import UserError
+from attnx.calibration.graph import drop_dead_nodes, finish_model, topo_sort
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
 
-    from calibration.table import CalibrationTable
+    from attnx.calibration.table import CalibrationTable
 
 STYLES = ("ort", "trt")
 # ONNX Runtime: the op types its QDQ CPU path fuses or passes through in int8. Softmax, LayerNormalization
@@ -94,7 +94,7 @@ def quantize(
     Without ``float_inputs``, every excluded node reads float where its input comes from another excluded
     node (a float island stays float), and may read a quantized tensor otherwise (see ``ort_style``).
     ``weight_bits`` (ORT style): 7 writes s8 weights in [-64, 64] (``reduce_range``), which cannot saturate
-    the u8×s8 kernels of x86 CPUs without VNNI (see :mod:`deploy.cpu`); 8 uses the full range. TensorRT
+    the u8×s8 kernels of x86 CPUs without VNNI (see :mod:`attnx.core.cpu`); 8 uses the full range. TensorRT
     accumulates in int32, so its layout always uses 8.
     """
     if style not in STYLES:
@@ -128,7 +128,7 @@ def ort_style(
 
     import onnx
 
-    from calibration.graph import ensure_onnx_reference
+    from attnx.calibration.graph import ensure_onnx_reference
 
     ensure_onnx_reference()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -148,7 +148,7 @@ def ort_style(
     names = {n.name for n in model.graph.node}
     unranged = unranged_nodes(model, set(ranges), set(exclude))
     exclude = [*exclude, *unranged]
-    from deploy.tempdirs import owned_prefix
+    from attnx.core.tempdirs import owned_prefix
 
     with tempfile.TemporaryDirectory(prefix=owned_prefix("attnx-ort-qdq-")) as tmp:  # swept if killed
         cache = Path(tmp) / "ranges.json"
@@ -198,11 +198,11 @@ def typed_value_info(model: onnx.ModelProto) -> None:
     no inference: the dynamo exporter writes it at opset >= 21). An untyped or missing entry there makes it skip
     the tensor as an activation and then fail on the bias of the Conv that reads it ("Unable to get valid
     quantization scale for input 'group_norm'"), although the table has its range. The entries are rebuilt
-    with :func:`calibration.graph.infer_filled`, which types those outputs from their input.
+    with :func:`attnx.calibration.graph.infer_filled`, which types those outputs from their input.
     """
     import onnx
 
-    from calibration.graph import infer_filled
+    from attnx.calibration.graph import infer_filled
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -225,7 +225,7 @@ def unranged_nodes(model: onnx.ModelProto, ranged: set[str], exclude: set[str]) 
     """Nodes ONNX Runtime would quantize (``ORT_OP_TYPES``, not excluded) with a float activation input or
     output that has no range in the table: asked to quantize it, ``quantize_static`` fails (no scale for the
     tensor, or for the bias that depends on it), so they stay float instead. Needs typed ``value_info``."""
-    from calibration.graph import FLOAT_TYPES
+    from attnx.calibration.graph import FLOAT_TYPES
 
     consts = {i.name for i in model.graph.initializer}
     consts |= {t for n in model.graph.node if n.op_type == "Constant" for t in n.output}
@@ -281,7 +281,7 @@ def spatial_means_as_pools(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dic
     import onnx
     from onnx import helper, numpy_helper
 
-    from calibration.graph import GraphIndex
+    from attnx.calibration.graph import GraphIndex
 
     index = GraphIndex.build(model)  # no concrete input shape: only extents fixed in the graph count
     m = onnx.ModelProto()

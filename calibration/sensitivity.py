@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from calibration.evaluate import Agreement, compare_models
+from attnx.calibration.evaluate import Agreement, compare_models
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from calibration.config import Budget
-    from calibration.data import CalibrationData
-    from calibration.qdq import QuantResult
+    from attnx.calibration.config import Budget
+    from attnx.calibration.data import CalibrationData
+    from attnx.calibration.qdq import QuantResult
 
 
 @dataclass

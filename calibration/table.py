@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calibration.graph import GraphIndex, session
-from deploy.errors import UserError
-from deploy.files import write_bytes
+from attnx.calibration.graph import GraphIndex, session
+from attnx.core.errors import UserError
+from attnx.core.files import write_bytes
 
 if TYPE_CHECKING:
     import onnx
 
-    from calibration.data import CalibrationData
+    from attnx.calibration.data import CalibrationData
 
 FORMAT = "attnx-calibration-table"
 FORMAT_VERSION = 1
@@ -244,7 +244,7 @@ def _run(sess: Any, tensors: list[str], feed: dict[str, np.ndarray]) -> Iterable
     try:
         outs = sess.run(tensors, feed)
     except Exception as exc:  # ORT raises its own types; a bad feed is the user's data
-        from deploy.library_errors import ort_message
+        from attnx.core.library_errors import ort_message
 
         shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feed.items())
         fix = "pass the shape it was exported at (--input-shape / --calib input_shape=CxHxW), or re-export it"

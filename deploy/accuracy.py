@@ -1,7 +1,7 @@
 """Top-1 accuracy of bundles (or PyTorch models) on real images: scikit-learn's digits test split.
 
     attnx accuracy BUNDLE [BUNDLE...]            # one line per bundle
-    python -m deploy.accuracy_report             # every zoo classifier × fp32 / fp16 / int8 (README table)
+    python -m attnx.deploy.tools.accuracy_report             # every zoo classifier × fp32 / fp16 / int8 (README table)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 DATASETS = ("digits",)
 
@@ -27,8 +27,8 @@ class Accuracy:
 def evaluate_bundle(bundle: Path, dataset: str = "digits", batch_size: int = 8, threads: int | None = None,
                     allow_failed_parity: bool = False) -> Accuracy:  # fmt: skip
     """Top-1 of a classifier bundle on ``dataset``'s test split, fed in batches within the bundle's profile."""
-    from deploy.engine import Engine
-    from exporters.digits import digits
+    from attnx.deploy.bundle.engine import Engine
+    from attnx.exporters.digits import digits
 
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset '{dataset}': choose one of {', '.join(DATASETS)}")

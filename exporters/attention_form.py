@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
@@ -243,7 +243,7 @@ def mha_weights_unused(model: nn.Module, x: torch.Tensor) -> bool:
 
     if not any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
         return False
-    from deploy.backends.torch_runner import flatten_outputs
+    from attnx.deploy.backends.torch.runner import flatten_outputs
 
     with torch.no_grad():
         ref = flatten_outputs(model(x))
@@ -346,7 +346,7 @@ def attention_node_support(node: Any, target: str, ranks: dict[str, int] | None 
 
 def refine_report(report: Any, proto: onnx.ModelProto) -> None:
     """Rewrite the op report's rows for Attention / RMSNormalization / RotaryEmbedding with per-node checks."""
-    from exporters.trt_support import TRT_TARGETS
+    from attnx.exporters.trt_support import TRT_TARGETS
 
     target = report.target
     if target not in TRT_TARGETS and target != "ort" and not target.startswith(("ort", "openvino", "trt")):

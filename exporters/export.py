@@ -17,21 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
     import torch
     from torch import nn
 
-SUPPORTED_OPSETS = (16, 17, 18, 19, 20, 21, 22, 23)  # 23: the Attention op (see exporters.attention_form)
+SUPPORTED_OPSETS = (16, 17, 18, 19, 20, 21, 22, 23)  # 23: the Attention op (see attnx.exporters.attention_form)
 DEFAULT_OPSET = 17
 # TorchScript is the default: it exports the whole zoo at every supported opset, takes a fraction of a
 # second, and emits attnx custom nodes from autograd Functions. The dynamo exporter silently inlines
 # those Functions and cannot go below opset 18 for some graphs.
 EXPORTERS = ("torchscript", "dynamo")
 # --exporter auto (the default): the exporters in this order; the first whose graph passes parity with PyTorch at
-# every checked shape (exporters.verify) is kept. TorchScript first: it is fast, keeps attnx custom nodes and
+# every checked shape (attnx.exporters.verify) is kept. TorchScript first: it is fast, keeps attnx custom nodes and
 # handles SDPA boolean masks that dynamo gets wrong; dynamo next: it traces sizes symbolically, so a graph that
 # bakes the example's size with TorchScript (a token count, a mask, an interpolate size) is often dynamic there.
 AUTO_ORDER = EXPORTERS
@@ -48,8 +48,8 @@ class ExportOptions:
     exporter: str = "auto"
     simplify: bool = True
     verify: bool = True  # run PyTorch and ONNX Runtime at the export shape and a shape moving every dynamic axis
-    plugin_ops: frozenset[str] = frozenset()  # attnx ops to export as custom nodes (see exporters.ops)
-    attention: str = "auto"  # fused | decomposed | auto (see exporters.attention_form)
+    plugin_ops: frozenset[str] = frozenset()  # attnx ops to export as custom nodes (see attnx.exporters.ops)
+    attention: str = "auto"  # fused | decomposed | auto (see attnx.exporters.attention_form)
     attention_target: str = "ort"  # the target --attention auto decides for
     mha_fused: bool = False  # set by the export: nn.MultiheadAttention called without weights (fused form)
 
@@ -84,7 +84,7 @@ def choose_plugin_ops(mode: str, target: str) -> tuple[frozenset[str], dict[str,
     """
     if mode not in PLUGIN_MODES:
         raise UserError(f"unknown --plugins '{mode}': choose one of {', '.join(PLUGIN_MODES)}")
-    from plugins.spec import OPS, plugin_needed
+    from attnx.plugins.spec import OPS, plugin_needed
 
     reasons: dict[str, str] = {}
     chosen: set[str] = set()
@@ -127,7 +127,7 @@ def output_names_for(n_outputs: int) -> list[str]:
 
 
 def _shorten(text: str) -> str:
-    from deploy.library_errors import shorten
+    from attnx.core.library_errors import shorten
 
     return shorten(text)
 
@@ -136,7 +136,7 @@ def probe_forward(model: nn.Module, x: torch.Tensor, model_label: str) -> list[t
     """Run the model once; a shape it rejects becomes a one-line user error."""
     import torch
 
-    from deploy.backends.torch_runner import flatten_outputs
+    from attnx.deploy.backends.torch.runner import flatten_outputs
 
     try:
         with torch.no_grad():
@@ -161,12 +161,12 @@ def export_onnx(
 
     import torch
 
-    from exporters.verify import check_shapes, fmt_shape
+    from attnx.exporters.verify import check_shapes, fmt_shape
 
     options.validate()
     model = model.eval()
     x = torch.randn(*options.input_shape, generator=torch.Generator().manual_seed(0))
-    from exporters import ops
+    from attnx.exporters import ops
 
     with ops.record_ops() as ops_used:
         outputs = probe_forward(model, x, model_label)
@@ -182,7 +182,7 @@ def export_onnx(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.parent / f".{out_path.name}.{os.getpid()}.tmp"
     order = list(AUTO_ORDER) if options.exporter == "auto" else [options.exporter]
-    from exporters import attention_form
+    from attnx.exporters import attention_form
 
     options, attention_why = attention_form.resolve_options(model, x, options)
     metadata["attnx.attention"] = options.attention
@@ -212,7 +212,7 @@ def export_onnx(
             raise UserError(_refusal_message(model, options, order, refused, input_names, output_names, model_label,
                                              metadata, shapes, tmp))  # fmt: skip
     except OSError as exc:
-        from deploy.errors import name_destination
+        from attnx.core.errors import name_destination
 
         name_destination(exc, out_path, tmp)  # the user's path, not the hidden work file's (or none)
         raise
@@ -247,11 +247,11 @@ def export_raw(model: nn.Module, path: Path, options: ExportOptions, shape: tupl
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     input_names = input_names or ["input"]
     if output_names is None:
-        from deploy.backends.torch_runner import flatten_outputs
+        from attnx.deploy.backends.torch.runner import flatten_outputs
 
         with torch.no_grad():
             output_names = output_names_for(len(flatten_outputs(model(x))))
-    from exporters.attention_form import exporting
+    from attnx.exporters.attention_form import exporting
 
     with exporting(options.attention, options.opset, options.exporter, options.mha_fused):
         if options.exporter == "torchscript":
@@ -275,7 +275,7 @@ def _export_checked(model: nn.Module, tmp: Path, options: ExportOptions, input_n
     proto = finalize(proto, simplify=options.simplify, metadata=metadata)
     onnx.save(proto, str(tmp))
     if options.verify and not options.plugin_ops:  # custom nodes need their plugins: checked by parity
-        from exporters.verify import fixed_node, locate_fixed_size, refusal, run_checks
+        from attnx.exporters.verify import fixed_node, locate_fixed_size, refusal, run_checks
 
         verification = run_checks(model, tmp, shapes)
         if not verification.passed:
@@ -298,7 +298,7 @@ def _refusal_message(model: nn.Module, options: ExportOptions, order: list[str],
     """Every exporter tried failed: their reasons, and the option that works when there is one."""
     import dataclasses
 
-    from exporters.verify import fmt_shape
+    from attnx.exporters.verify import fmt_shape
 
     reasons = "; ".join(f"{e}: {r}" for e, r in refused)
     fixes = []
@@ -341,7 +341,7 @@ def _export_torchscript(
 ) -> None:  # fmt: skip
     import torch
 
-    from exporters import ops
+    from attnx.exporters import ops
 
     kwargs: dict[str, Any] = {}
     if options.plugin_ops:
@@ -420,7 +420,7 @@ _BOILERPLATE = (re.compile(r"\s*Please feel free to request support.*?(?:issues|
 
 def export_reason(exc: BaseException) -> str:
     """The exporter's whole reason, without the boilerplate and the graph dump around it (never cut mid-word)."""
-    from deploy.library_errors import shorten
+    from attnx.core.library_errors import shorten
 
     text = str(exc).strip() or type(exc).__name__
     for pattern in _BOILERPLATE:
@@ -580,7 +580,7 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _register_custom_schemas(proto: onnx.ModelProto) -> None:
     """Plugin-form models carry attnx nodes; their schemas must be known to onnx before checking."""
     if any(node.domain == "attnx" for node in proto.graph.node):
-        from plugins.spec import register_onnx_schemas
+        from attnx.plugins.spec import register_onnx_schemas
 
         register_onnx_schemas()
 

@@ -50,7 +50,7 @@ def _plugin(name: str):  # -> the op's torch-side autograd Function, or None
         used.add(name)
     if name not in _PLUGIN_OPS.get():
         return None
-    from plugins.export_hooks import torch_function  # lazy: the plugins package is optional at runtime
+    from attnx.plugins.export_hooks import torch_function  # lazy: the plugins package is optional at runtime
 
     return torch_function(name)
 

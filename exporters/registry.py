@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:  # torch is heavy: import it only where a model is built
     from torch import nn
@@ -99,7 +99,7 @@ def register_model(
 
 def zoo() -> dict[str, ZooEntry]:
     """All registered models, by name (importing the model modules registers them)."""
-    importlib.import_module("exporters.models")
+    importlib.import_module("attnx.exporters.models")
     return dict(sorted(_ZOO.items()))
 
 

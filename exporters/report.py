@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
@@ -69,7 +69,7 @@ def _all_nodes(graph: onnx.GraphProto):  # type: ignore[no-untyped-def]
 
 
 def op_report(proto: onnx.ModelProto, target: str, model: str = "") -> OpReport:
-    from exporters.trt_support import TARGETS, op_support
+    from attnx.exporters.trt_support import TARGETS, op_support
 
     if target not in TARGETS:
         raise UserError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
@@ -79,10 +79,10 @@ def op_report(proto: onnx.ModelProto, target: str, model: str = "") -> OpReport:
     for (domain, op_type), count in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0][1])):
         status, note = op_support(op_type, domain, target, opset)
         report.ops.append(OpRow(op_type, domain, count, status, note))
-    from exporters.trt_support import refine_by_attributes
+    from attnx.exporters.trt_support import refine_by_attributes
 
     refine_by_attributes(report, proto)  # Einsum / Resize / GridSample / Pad / constant inputs: per node, by attribute
-    from exporters.attention_form import refine_report
+    from attnx.exporters.attention_form import refine_report
 
     refine_report(report, proto)  # Attention / RMSNormalization / RotaryEmbedding: per version and attribute
     return report

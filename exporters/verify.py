@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
     from torch import nn
 
-    from exporters.export import ExportOptions
+    from attnx.exporters.export import ExportOptions
 
 
 def fmt_shape(shape: tuple[int, ...] | list[int]) -> str:
@@ -105,10 +105,10 @@ def run_checks(model: nn.Module, onnx_path: Path, shapes: list[tuple[int, ...]])
     """PyTorch vs ONNX Runtime (fp32 policy) at each shape; ORT failures are recorded, not raised."""
     import torch
 
-    from deploy.backends.onnxrt import open_session
-    from deploy.backends.torch_runner import flatten_outputs
-    from deploy.library_errors import ort_message
-    from deploy.parity import compare_output, policy
+    from attnx.core.library_errors import ort_message
+    from attnx.deploy.backends.onnxrt.runner import open_session
+    from attnx.deploy.backends.torch.runner import flatten_outputs
+    from attnx.deploy.parity.compare import compare_output, policy
 
     tol = policy("fp32")
     session = open_session(Path(onnx_path), ["CPUExecutionProvider"], threads=None)
@@ -245,7 +245,7 @@ def locate_fixed_size(model: nn.Module, options: ExportOptions, other: tuple[int
 
     import onnx
 
-    from exporters.export import export_raw
+    from attnx.exporters.export import export_raw
 
     try:
         pa, pb = work / "at_export.onnx", work / "at_other.onnx"

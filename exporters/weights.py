@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 from onnx import helper
 
-from plugins.spec import DOMAIN, OpSpec, SpecError, get, register_onnx_schemas
+from attnx.plugins.spec import DOMAIN, OpSpec, SpecError, get, register_onnx_schemas
 
 
 def load(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelProto:

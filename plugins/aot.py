@@ -1,8 +1,8 @@
 """Ahead-of-time compilation of every attnx Triton kernel for sm_80 and sm_90 (no GPU needed).
 
-    python -m plugins.aot                 # representative variant per op, FP32 + FP16, sm_80 + sm_90
-    python -m plugins.aot --all           # every mode x padding x align_corners variant
-    python -m plugins.aot --json --out DIR  # machine-readable sizes; PTX and cubin files in DIR
+    python -m attnx.plugins.aot                 # representative variant per op, FP32 + FP16, sm_80 + sm_90
+    python -m attnx.plugins.aot --all           # every mode x padding x align_corners variant
+    python -m attnx.plugins.aot --json --out DIR  # machine-readable sizes; PTX and cubin files in DIR
 
 Kernels are specialised on their attributes (TensorRT compiles the variant a node needs at engine
 build); the table reports the size of each variant's PTX (what the plugin hands TensorRT) and
@@ -42,7 +42,7 @@ class KernelBuild:
 def _sampling_variants(everything: bool) -> list[dict[str, Any]]:
     if not everything:
         return [{"mode": "bicubic", "padding_mode": "reflection", "align_corners": 1}]
-    from plugins.grid_sample.spec import MODES, PADDING_MODES
+    from attnx.plugins.grid_sample.spec import MODES, PADDING_MODES
 
     return [
         {"mode": m, "padding_mode": p, "align_corners": a}
@@ -61,14 +61,14 @@ def variants(op: str, everything: bool = False) -> list[dict[str, Any]]:
 
 def _compile(op: str, v: dict[str, Any], dtype: str, arch: int) -> Any:
     if op == "GridSample":
-        from plugins.grid_sample import kernel as gk
+        from attnx.plugins.grid_sample import kernel as gk
 
         return gk.compile_aot(dtype, v["mode"], v["padding_mode"], v["align_corners"], arch)
     if op == "AffineGridSample":
-        from plugins.affine_grid_sample import kernel as ak
+        from attnx.plugins.affine_grid_sample import kernel as ak
 
         return ak.compile_aot(dtype, v["mode"], v["padding_mode"], v["align_corners"], arch)
-    from plugins.double_norm import kernel as dk
+    from attnx.plugins.double_norm import kernel as dk
 
     return dk.compile_aot(dtype, v["eps"], v["s"], arch)
 
@@ -86,7 +86,7 @@ def compile_all(
     out_dir: str | None = None,
 ) -> list[KernelBuild]:
     """Compile each op's variants for each dtype and architecture; optionally write .ptx/.cubin."""
-    from plugins.spec import ops
+    from attnx.plugins.spec import ops
 
     builds = []
     for op in ops():
@@ -131,7 +131,7 @@ def format_table(builds: Sequence[KernelBuild]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m plugins.aot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m attnx.plugins.aot", description=__doc__.splitlines()[0])
     p.add_argument("--arch", type=int, nargs="+", default=list(ARCHS), help="compute capabilities (80 90)")
     p.add_argument("--dtype", nargs="+", default=list(DTYPES), choices=DTYPES)
     p.add_argument("--all", action="store_true", help="every attribute variant, not one per op")
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="write each kernel's .ptx and .cubin here")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("plugins.aot: unset TRITON_INTERPRET (the interpreter cannot compile kernels)", file=sys.stderr)
+        print("attnx.plugins.aot: unset TRITON_INTERPRET (the interpreter cannot compile kernels)", file=sys.stderr)
         return 2
     builds = compile_all(args.arch, args.dtype, args.all, args.out)
     if args.json:

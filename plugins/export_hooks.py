@@ -1,6 +1,6 @@
 """PyTorch side of the custom ops: autograd Functions whose ``symbolic`` emits ``attnx::<Op>`` nodes.
 
-``exporters.ops`` calls :func:`torch_function` during a plugin-form export and calls the result with
+``attnx.exporters.ops`` calls :func:`torch_function` during a plugin-form export and calls the result with
 exactly its own arguments. In eager mode and while tracing, ``forward`` computes the op with plain
 torch (so traced shapes and values are right); the TorchScript exporter replaces it with the custom
 node from ``symbolic``. The exporter must pass ``custom_opsets={"attnx": 1}`` (see
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from plugins.spec import DOMAIN, OpSpec, get
+from attnx.plugins.spec import DOMAIN, OpSpec, get
 
 # What torch.onnx.export needs for models with attnx nodes.
 CUSTOM_OPSETS: dict[str, int] = {DOMAIN: 1}
@@ -170,9 +170,9 @@ _FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def torch_function(name: str) -> Callable[..., torch.Tensor]:
-    """The callable ``exporters.ops`` routes op ``name`` through during a plugin-form export.
+    """The callable ``attnx.exporters.ops`` routes op ``name`` through during a plugin-form export.
 
-    Signatures (as ``exporters.ops`` calls them):
+    Signatures (as ``attnx.exporters.ops`` calls them):
         GridSample(x, grid, mode, padding_mode, align_corners)
         AffineGridSample(x, theta, out_hw, mode, padding_mode, align_corners)
         DoubleNorm(attn, eps)

@@ -18,8 +18,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from plugins._onnx_graph import check_nodes, graphs, load, set_attrs, set_opset
-from plugins.spec import DOMAIN, ORT_CONTRIB_DOMAIN, OpSpec, ops
+from attnx.plugins._onnx_graph import check_nodes, graphs, load, set_attrs, set_opset
+from attnx.plugins.spec import DOMAIN, ORT_CONTRIB_DOMAIN, OpSpec, ops
 
 PREFIX = "attnx_"
 _registered = False

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
@@ -197,9 +197,9 @@ def _coerce(spec: OpSpec, a: Attr, value: Any, where: str) -> int | float | str:
 
 
 def _load_ops() -> dict[str, OpSpec]:
-    from plugins.affine_grid_sample.spec import SPEC as affine
-    from plugins.double_norm.spec import SPEC as double_norm
-    from plugins.grid_sample.spec import SPEC as grid_sample
+    from attnx.plugins.affine_grid_sample.spec import SPEC as affine
+    from attnx.plugins.double_norm.spec import SPEC as double_norm
+    from attnx.plugins.grid_sample.spec import SPEC as grid_sample
 
     return {s.name: s for s in (grid_sample, affine, double_norm)}
 
@@ -216,7 +216,7 @@ def ops() -> dict[str, OpSpec]:
 
 
 def __getattr__(name: str) -> Any:
-    # ``plugins.spec.OPS``: a lazy module attribute, for the same import-order reason as ops().
+    # ``attnx.plugins.spec.OPS``: a lazy module attribute, for the same import-order reason as ops().
     if name == "OPS":
         return ops()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import Any
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from plugins.spec import SpecError
+from attnx.plugins.spec import SpecError
 
 _DTYPES = {trt.DataType.FLOAT: "float32", trt.DataType.HALF: "float16"}
 # Type/format combinations every attnx plugin supports: all I/O FP32, or all FP16; linear layout.
@@ -94,9 +94,9 @@ _PLUGIN_IDS: list[str] = []
 def register_plugins() -> list[str]:
     """Register every attnx plugin with TensorRT's plugin registry (idempotent); returns their ids."""
     if not _PLUGIN_IDS:
-        from plugins.affine_grid_sample import trt as affine
-        from plugins.double_norm import trt as double_norm
-        from plugins.grid_sample import trt as grid_sample
+        from attnx.plugins.affine_grid_sample import trt as affine
+        from attnx.plugins.double_norm import trt as double_norm
+        from attnx.plugins.grid_sample import trt as grid_sample
 
         _PLUGIN_IDS.extend([grid_sample.PLUGIN_ID, affine.PLUGIN_ID, double_norm.PLUGIN_ID])
     return list(_PLUGIN_IDS)

@@ -12,7 +12,7 @@ import os
 
 import onnx
 
-from plugins._onnx_graph import check_nodes, load, set_attrs
+from attnx.plugins._onnx_graph import check_nodes, load, set_attrs
 
 
 def to_trt_plugin_form(model: onnx.ModelProto | str | os.PathLike[str], aot: bool = True) -> onnx.ModelProto:

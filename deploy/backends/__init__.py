@@ -4,6 +4,6 @@ A runner is a context manager; inside it, ``infer(feed)`` maps input names to Nu
 the outputs by name. Heavy libraries are imported when a runner is activated, not when this package is.
 """
 
-from deploy.backends.base import Runner, TensorSpec
+from attnx.deploy.backends.base import Runner, TensorSpec
 
 __all__ = ["Runner", "TensorSpec"]

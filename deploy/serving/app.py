@@ -6,7 +6,7 @@ version, 400 malformed or mismatched request, 408 body stalled past ``--body-tim
 asked for as JSON, which cannot carry them) and 503 while the queue is full or the server is shutting down
 (also for requests still waiting when ``--drain-timeout`` ends). A failure inside an engine answers 500 for
 that request only; the server keeps serving. Header size and read timeouts are enforced below the app, in
-:mod:`deploy.serving.limits`.
+:mod:`attnx.deploy.serving.limits`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from deploy.serving.limits import Limits, LimitsMiddleware, model_json_values
-from deploy.serving.models import ServedModel
-from deploy.serving.protocol import HEADER_LENGTH, ProtocolError, decode_request, encode_response
+from attnx.deploy.serving.limits import Limits, LimitsMiddleware, model_json_values
+from attnx.deploy.serving.models import ServedModel
+from attnx.deploy.serving.protocol import HEADER_LENGTH, ProtocolError, decode_request, encode_response
 
 log = logging.getLogger("attnx.serve")
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]

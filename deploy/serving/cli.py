@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 
 def check_port(port: int, option: str = "--port") -> None:
@@ -67,20 +67,20 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
                 grpc_host: str = "127.0.0.1") -> Any:  # fmt: skip
     """A uvicorn server for the bundles (engines loaded, not yet listening): ``server.run(sockets=[sock])``.
 
-    The limits and timeouts (``max_*``, ``*_timeout_s``) are described in :mod:`deploy.serving.limits`. With
+    The limits and timeouts (``max_*``, ``*_timeout_s``) are described in :mod:`attnx.deploy.serving.limits`. With
     ``grpc_port`` (0: any free port) the KServe v2 gRPC service runs too, on the same event loop, models and
-    batchers (:mod:`deploy.serving.grpc_server`); ``server.grpc.bound_port`` says where once it has started.
+    batchers (:mod:`attnx.deploy.serving.grpc_server`); ``server.grpc.bound_port`` says where once it has started.
     """
     try:
         import uvicorn
 
-        from deploy.serving.app import create_app
+        from attnx.deploy.serving.app import create_app
     except ImportError as exc:
         raise UserError(
             f"attnx serve needs fastapi and uvicorn ({exc.name} is missing): pip install 'attnx[serve]'"
         ) from None
-    from deploy.serving.limits import protocol_class
-    from deploy.serving.models import load_models
+    from attnx.deploy.serving.limits import protocol_class
+    from attnx.deploy.serving.models import load_models
 
     limits = make_limits(max_body_mb, max_header_kb, max_json_values, header_timeout_s, body_timeout_s, keep_alive_s)
     if drain_timeout_s < 0:
@@ -88,7 +88,7 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
     _check_impl("--http", http, {"auto": None, "h11": "h11", "httptools": "httptools"})
     _check_impl("--loop", loop, {"auto": None, "asyncio": None, "uvloop": "uvloop"})
     if grpc_port is not None:
-        from deploy.serving.grpc_server import require_grpc
+        from attnx.deploy.serving.grpc_server import require_grpc
 
         check_port(grpc_port, "--grpc-port")
         require_grpc()
@@ -98,7 +98,7 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
     app = create_app(models, drain_timeout_s=drain_timeout_s, limits=limits)
     grpc_frontend = None
     if grpc_port is not None:
-        from deploy.serving.grpc_server import GrpcFrontend
+        from attnx.deploy.serving.grpc_server import GrpcFrontend
 
         grpc_frontend = GrpcFrontend(models, grpc_host, grpc_port, limits,
                                      lambda: bool(app.state.ready) and not app.state.draining)  # fmt: skip
@@ -151,8 +151,9 @@ def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_
 def make_limits(max_body_mb: float = 64.0, max_header_kb: float = 64.0, max_json_values: int = 1 << 21,
                 header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
                 keep_alive_s: float = 5.0) -> Any:  # fmt: skip
-    """The server's :class:`~deploy.serving.limits.Limits` from the CLI's units, checked (one line per bad one)."""
-    from deploy.serving.limits import Limits
+    """The server's :class:`~attnx.deploy.serving.limits.Limits` from the CLI's units, checked
+    (one line per bad one)."""
+    from attnx.deploy.serving.limits import Limits
 
     for option, value in [("--max-body-mb", max_body_mb), ("--max-header-kb", max_header_kb)]:
         if not value > 0:
@@ -216,7 +217,7 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
     try:
         sock = bind(host, port)
         if grpc_port is not None:
-            from deploy.serving.grpc_server import check_grpc_port
+            from attnx.deploy.serving.grpc_server import check_grpc_port
 
             try:
                 check_grpc_port(host, grpc_port)
@@ -268,7 +269,7 @@ def triton_repo(bundles: Sequence[str | Path], out: Path, max_batch: int | None 
                 instances: int = 1, instance_kind: str = "auto", force: bool = False, check: bool = True,
                 verify: bool = True, allow_failed_parity: bool = False) -> list[Path]:  # fmt: skip
     """Write a Triton model repository for the bundles; print one line per model; return the model folders."""
-    from deploy.serving.triton_repo import write_repository
+    from attnx.deploy.serving.triton_repo import write_repository
 
     models = write_repository(
         bundles, Path(out), max_batch=max_batch, max_delay_us=max_delay_us, instance_count=instances,

@@ -1,7 +1,7 @@
 """The KServe v2 gRPC front end: Triton's ``inference.GRPCInferenceService`` beside the HTTP app.
 
 It runs on the HTTP server's event loop (``attnx serve --grpc-port``), in front of the same models, batchers and
-limits, and decodes every request through :func:`deploy.serving.protocol.decode_header`, the checks the HTTP
+limits, and decodes every request through :func:`attnx.deploy.serving.protocol.decode_header`, the checks the HTTP
 path makes: a ``ModelInferRequest`` is put in the HTTP header's form (``raw_input_contents`` become binary data,
 typed ``contents`` become ``data``). Outputs always travel as ``raw_output_contents`` (as Triton sends them);
 the classification extension works through the output parameter ``classification``.
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from deploy.errors import UserError
-from deploy.serving.limits import Limits, model_json_values
-from deploy.serving.models import ServedModel
-from deploy.serving.protocol import (
+from attnx.core.errors import UserError
+from attnx.deploy.serving.limits import Limits, model_json_values
+from attnx.deploy.serving.models import ServedModel
+from attnx.deploy.serving.protocol import (
     BYTES,
     DATATYPES,
     InferRequest,
@@ -188,7 +188,7 @@ class InferenceService(_Base):  # type: ignore[misc]
         return service_pb2.ModelReadyResponse(ready=self.is_ready())
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
-        from deploy.serving.app import EXTENSIONS, _version
+        from attnx.deploy.serving.app import EXTENSIONS, _version
 
         return service_pb2.ServerMetadataResponse(name="attnx", version=_version(), extensions=EXTENSIONS)
 
@@ -297,7 +297,7 @@ class GrpcFrontend:
 
 def check_grpc_port(host: str, port: int) -> None:
     """Fail with one line, before serving, when the gRPC port cannot be bound (port 0 always can)."""
-    from deploy.serving.cli import bind
+    from attnx.deploy.serving.cli import bind
 
     if port == 0:
         return

@@ -11,7 +11,7 @@
       attnx-runtime/Dockerfile                   the container recipe for the attnx runtime image
 
 Manifests are YAML when PyYAML is installed, JSON otherwise (kubectl takes both). Every object is checked
-against :mod:`deploy.serving.k8s_schema` (the KServe CRD fields emitted here and the Kubernetes core fields:
+against :mod:`attnx.deploy.serving.k8s_schema` (the KServe CRD fields emitted here and the Kubernetes core fields:
 container, probes, resources) before anything is written.
 
 Sizing: each bundle is loaded in a child process the way ``attnx serve`` loads it (server libraries imported,
@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.bundle import Manifest, check_recorded_parity, load_manifest
-from deploy.errors import UserError
+from attnx.core.errors import UserError
+from attnx.deploy.bundle.manifest import Manifest, check_recorded_parity, load_manifest
 
 # Triton container release → the TensorRT it ships (NVIDIA Frameworks Support Matrix). A release missing here
 # can still be used for TensorRT bundles by stating its TensorRT: --triton-tensorrt.
@@ -104,8 +104,8 @@ def check_tensorrt(bundle: Path, manifest: Manifest, release: str, runtime_trt: 
 _MEASURE = r"""
 import json, resource, sys
 import numpy as np
-import deploy.serving.app, deploy.serving.grpc_server  # the server's libraries, as attnx serve has them
-from deploy.serving.models import load_models, warmup_feed
+import attnx.deploy.serving.app, attnx.deploy.serving.grpc_server  # the server's libraries, as attnx serve has them
+from attnx.deploy.serving.models import load_models, warmup_feed
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
@@ -336,9 +336,9 @@ def write_manifests(bundles: Sequence[str | Path], out: Path, *, storage_uri: st
                     max_delay_ms: float = 1.0, pool_size: int = 1, threads: int = 1, measure: bool = True,
                     force: bool = False, allow_failed_parity: bool = False) -> list[Written]:  # fmt: skip
     """Plan, size and check every manifest, then write them all (see the module docstring)."""
-    from deploy.serving.k8s_schema import validate
-    from deploy.serving.models import parse_bundle_args
-    from deploy.serving.triton_repo import write_repository
+    from attnx.deploy.serving.k8s_schema import validate
+    from attnx.deploy.serving.models import parse_bundle_args
+    from attnx.deploy.serving.triton_repo import write_repository
 
     if not re.fullmatch(r"\d\d\.\d\d", triton_version):
         raise UserError(f"--triton-version is a Triton container release such as 24.08, got {triton_version!r}")
@@ -354,7 +354,7 @@ def write_manifests(bundles: Sequence[str | Path], out: Path, *, storage_uri: st
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} exists and is not empty: pass --force to write into it")
     storage_uri = storage_uri.rstrip("/")
-    from deploy.serving.app import _version
+    from attnx.deploy.serving.app import _version
 
     image = image or f"attnx-serve:{_version()}"
 

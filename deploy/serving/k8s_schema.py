@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"

@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.errors import UserError
-from deploy.serving.protocol import ProtocolError
+from attnx.core.errors import UserError
+from attnx.deploy.serving.protocol import ProtocolError
 
 log = logging.getLogger("attnx.serve")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.errors import UserError
-from deploy.serving.protocol import v2_datatype
+from attnx.core.errors import UserError
+from attnx.deploy.serving.protocol import v2_datatype
 
 Feed = dict[str, np.ndarray]
 

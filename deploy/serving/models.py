@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from deploy.bundle import IOSpec, Manifest
-from deploy.engine import Engine, check_input
-from deploy.errors import UserError
-from deploy.serving.batcher import DynamicBatcher, Stat
-from deploy.serving.protocol import ProtocolError, v2_datatype, v2_shape
+from attnx.core.errors import UserError
+from attnx.deploy.bundle.engine import Engine, check_input
+from attnx.deploy.bundle.manifest import IOSpec, Manifest
+from attnx.deploy.serving.batcher import DynamicBatcher, Stat
+from attnx.deploy.serving.protocol import ProtocolError, v2_datatype, v2_shape
 
 log = logging.getLogger("attnx.serve")
 
@@ -89,7 +89,7 @@ class ServedModel:
     async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a validated feed through the batcher; every failure becomes the ProtocolError both protocols
         answer with: 503 (queue full or shutting down), 400 (the engine refused the input), 500 (it failed)."""
-        from deploy.serving.batcher import Closed, QueueFull
+        from attnx.deploy.serving.batcher import Closed, QueueFull
 
         try:
             return await self.batcher.submit(feed)
@@ -131,7 +131,7 @@ class ServedModel:
 
     def config(self) -> dict[str, Any]:
         """This model's configuration in Triton's model_config JSON form, as this server runs it."""
-        from deploy.serving.triton_repo import model_config
+        from attnx.deploy.serving.triton_repo import model_config
 
         return model_config(
             self.name, self.manifest, max_batch=self.batcher.max_batch if self.batched else 0,

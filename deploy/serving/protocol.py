@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.bundle import IOSpec
+from attnx.deploy.bundle.manifest import IOSpec
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

@@ -9,7 +9,7 @@ every intermediate output is kept, and a 1×1 conv (cv2) fuses the concatenation
 
 Each conv is Conv-BN-SiLU; a bottleneck is two 3×3 convs, with a residual add when ``shortcut``.
 CA-C2f (as used in several YOLOv8 variants) then applies coordinate attention (Hou, Zhou, Feng,
-CVPR 2021; see :mod:`exporters.attention.coordinate`) to the C2f output: y = CA(C2f(x)).
+CVPR 2021; see :mod:`attnx.exporters.attention.coordinate`) to the C2f output: y = CA(C2f(x)).
 
 Shapes: x (N, C_in, H, W) → (N, C_out, H, W), any N, H, W ≥ 1.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from exporters.attention.coordinate import CoordinateAttention
+from attnx.exporters.attention.coordinate import CoordinateAttention
 
 
 class ConvBNSiLU(nn.Module):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from exporters import ops
+from attnx.exporters import ops
 
 
 class ExternalAttention(nn.Module):

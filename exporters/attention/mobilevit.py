@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporters.attention_form import fused_active
+from attnx.exporters.attention_form import fused_active
 
 
 def unfold_patches(x: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Whole models built from the attention modules; importing this package registers them in the zoo."""
 
-from exporters.models import (  # noqa: F401  (imported for their registrations)
+from attnx.exporters.models import (  # noqa: F401  (imported for their registrations)
     dense,
     detection,
     resnet,

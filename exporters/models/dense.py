@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy.errors import UserError
-from exporters.attention.danet import DANetHead
-from exporters.attention.external import EAHead
-from exporters.attention.stn import SpatialTransformer
-from exporters.registry import register_model
+from attnx.core.errors import UserError
+from attnx.exporters.attention.danet import DANetHead
+from attnx.exporters.attention.external import EAHead
+from attnx.exporters.attention.stn import SpatialTransformer
+from attnx.exporters.registry import register_model
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:

@@ -2,7 +2,7 @@
 
 ``ca_c2f_neck``: a small YOLOv8-like network. A conv backbone (Conv-BN-SiLU down-sampling convs and
 C2f blocks) gives three feature levels P3, P4, P5 at strides 8, 16, 32; a PAN/FPN neck made of CA-C2f
-blocks (C2f + coordinate attention, see :mod:`exporters.attention.c2f`) fuses them top-down and then
+blocks (C2f + coordinate attention, see :mod:`attnx.exporters.attention.c2f`) fuses them top-down and then
 bottom-up; a 1×1 conv per level predicts ``4 + num_classes`` channels (box and class logits, as in
 YOLOv8's anchor-free head, without its DFL decoding or post-processing).
 
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy.errors import UserError
-from exporters.attention.c2f import C2f, CAC2f, ConvBNSiLU
-from exporters.registry import register_model
+from attnx.core.errors import UserError
+from attnx.exporters.attention.c2f import C2f, CAC2f, ConvBNSiLU
+from attnx.exporters.registry import register_model
 
 HW_MULTIPLE = 32  # the deepest level's stride: up-sampled maps must line up with the lateral ones
 

@@ -27,14 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from exporters.attention.bam import BAM
-from exporters.attention.cbam import CBAM
-from exporters.attention.coordinate import CoordinateAttention
-from exporters.attention.eca import ECA
-from exporters.attention.psa import PyramidSplitAttention
-from exporters.attention.scconv import SCConv
-from exporters.attention.se import SqueezeExcitation
-from exporters.registry import PaperFigures, register_model
+from attnx.exporters.attention.bam import BAM
+from attnx.exporters.attention.cbam import CBAM
+from attnx.exporters.attention.coordinate import CoordinateAttention
+from attnx.exporters.attention.eca import ECA
+from attnx.exporters.attention.psa import PyramidSplitAttention
+from attnx.exporters.attention.scconv import SCConv
+from attnx.exporters.attention.se import SqueezeExcitation
+from attnx.exporters.registry import PaperFigures, register_model
 
 AttentionFactory = Callable[[int], nn.Module]  # channels → module keeping (N, C, H, W)
 MidFactory = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels, stride) → conv + BN + ReLU

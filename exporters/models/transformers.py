@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from deploy.errors import UserError
-from exporters.attention.mobilevit import SeparableSelfAttention, fold_patches, unfold_patches
-from exporters.attention.rest import EfficientMultiHeadSelfAttention, PixelAttention
-from exporters.attention.self_attention import MultiHeadSelfAttention
-from exporters.registry import PaperFigures, register_model
+from attnx.core.errors import UserError
+from attnx.exporters.attention.mobilevit import SeparableSelfAttention, fold_patches, unfold_patches
+from attnx.exporters.attention.rest import EfficientMultiHeadSelfAttention, PixelAttention
+from attnx.exporters.attention.self_attention import MultiHeadSelfAttention
+from attnx.exporters.registry import PaperFigures, register_model
 
 _C = TypeVar("_C")
 

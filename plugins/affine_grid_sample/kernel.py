@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import triton
 import triton.language as tl
 
-from plugins.grid_sample.kernel import MODE_IDS, PADDING_IDS, output_index, sample_at
+from attnx.plugins.grid_sample.kernel import MODE_IDS, PADDING_IDS, output_index, sample_at
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +85,7 @@ def run(
     """Run the kernel: on CUDA tensors natively, on CPU tensors in Triton's interpreter."""
     import torch
 
-    from plugins._triton import launch
+    from attnx.plugins._triton import launch
 
     x = x.contiguous()
     theta = theta.to(x.dtype).contiguous()
@@ -102,7 +102,7 @@ def run(
 
 
 def compile_aot(dtype: str, mode: str, padding_mode: str, align_corners: int, arch: int, block: int = AOT_BLOCK) -> Any:
-    from plugins._triton import compile_kernel
+    from attnx.plugins._triton import compile_kernel
 
     cx = constexprs(mode, padding_mode, align_corners, block)
     return compile_kernel(affine_grid_sample_kernel, dtype, SCALARS, cx, arch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from plugins.grid_sample.reference import F32, sample
+from attnx.plugins.grid_sample.reference import F32, sample
 
 
 def base_coords(size: int, align_corners: int) -> npt.NDArray[np.float32]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from plugins.affine_grid_sample.reference import affine_grid_sample
-from plugins.grid_sample.spec import ALIGN_CORNERS, MODE, PADDING_MODE
-from plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
+from attnx.plugins.affine_grid_sample.reference import affine_grid_sample
+from attnx.plugins.grid_sample.spec import ALIGN_CORNERS, MODE, PADDING_MODE
+from attnx.plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
 
 
 def _check(attrs: Mapping[str, Any]) -> None:

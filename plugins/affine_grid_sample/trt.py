@@ -6,9 +6,9 @@ classes at decoration time.
 
 import tensorrt.plugin as trtp
 
-from plugins.affine_grid_sample import kernel
-from plugins.affine_grid_sample.spec import SPEC
-from plugins.trt import FLOAT_IO, aot_result, dims, dtype_name, target_arch
+from attnx.plugins.affine_grid_sample import kernel
+from attnx.plugins.affine_grid_sample.spec import SPEC
+from attnx.plugins.trt import FLOAT_IO, aot_result, dims, dtype_name, target_arch
 
 PLUGIN_ID = SPEC.trt_plugin_id
 

@@ -73,7 +73,7 @@ def run(attn: torch.Tensor, eps: float = 1e-9, rows: int | None = None) -> torch
     """Run the kernel: on CUDA tensors natively, on CPU tensors in Triton's interpreter."""
     import torch
 
-    from plugins._triton import launch
+    from attnx.plugins._triton import launch
 
     attn = attn.contiguous()
     n, p, s = attn.shape
@@ -91,6 +91,6 @@ def run(attn: torch.Tensor, eps: float = 1e-9, rows: int | None = None) -> torch
 
 def compile_aot(dtype: str, eps: float, s: int, arch: int) -> Any:
     """Compile for memory-axis size ``s`` (it fixes BLOCK_S)."""
-    from plugins._triton import compile_kernel
+    from attnx.plugins._triton import compile_kernel
 
     return compile_kernel(double_norm_kernel, dtype, SCALARS, {"EPS": float(eps), **blocks(s)}, arch)

@@ -1,4 +1,4 @@
-"""NumPy reference for attnx::DoubleNorm (matches exporters.ops.double_norm)."""
+"""NumPy reference for attnx::DoubleNorm (matches attnx.exporters.ops.double_norm)."""
 
 from __future__ import annotations
 

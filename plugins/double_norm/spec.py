@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from plugins.double_norm.reference import double_norm
-from plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
+from attnx.plugins.double_norm.reference import double_norm
+from attnx.plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
 
 
 def _check(attrs: Mapping[str, Any]) -> None:

@@ -6,9 +6,9 @@ classes at decoration time.
 
 import tensorrt.plugin as trtp
 
-from plugins.double_norm import kernel
-from plugins.double_norm.spec import SPEC
-from plugins.trt import FLOAT_IO, aot_result, dims, dtype_name, max_extent, target_arch
+from attnx.plugins.double_norm import kernel
+from attnx.plugins.double_norm.spec import SPEC
+from attnx.plugins.trt import FLOAT_IO, aot_result, dims, dtype_name, max_extent, target_arch
 
 PLUGIN_ID = SPEC.trt_plugin_id
 

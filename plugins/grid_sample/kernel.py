@@ -207,7 +207,7 @@ def run(
     """Run the kernel: on CUDA tensors natively, on CPU tensors in Triton's interpreter."""
     import torch
 
-    from plugins._triton import launch
+    from attnx.plugins._triton import launch
 
     x = x.contiguous()
     grid = grid.to(x.dtype).contiguous()
@@ -225,7 +225,7 @@ def run(
 
 
 def compile_aot(dtype: str, mode: str, padding_mode: str, align_corners: int, arch: int, block: int = AOT_BLOCK) -> Any:
-    from plugins._triton import compile_kernel
+    from attnx.plugins._triton import compile_kernel
 
     return compile_kernel(
         grid_sample_kernel, dtype, SCALARS, constexprs(mode, padding_mode, align_corners, block), arch

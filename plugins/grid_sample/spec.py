@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from plugins.grid_sample.reference import grid_sample
-from plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
+from attnx.plugins.grid_sample.reference import grid_sample
+from attnx.plugins.spec import FLOAT_TYPES, Attr, Dim, OpSpec, TensorSpec
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")

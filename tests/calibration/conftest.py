@@ -28,8 +28,8 @@ def zoo_onnx(tmp_path_factory):
     def get(name: str, plugins: str = "none") -> Path:
         key = f"{name}-{plugins}"
         if key not in _EXPORTS:
-            from deploy.pipeline import export_model, full_input_shape, prepare_model
-            from exporters.export import ExportOptions
+            from attnx.deploy.apis.pipeline import export_model, full_input_shape, prepare_model
+            from attnx.exporters.export import ExportOptions
 
             prepared = prepare_model(name)
             opts = ExportOptions(input_shape=full_input_shape(prepared, None), dynamic_batch=True)
@@ -44,8 +44,8 @@ def zoo_onnx(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:
     """tests.fixtures:tiny_net (conv + sigmoid gate + linear head), 3×16×16, dynamic batch."""
-    from deploy.pipeline import export_model, prepare_model
-    from exporters.export import ExportOptions
+    from attnx.deploy.apis.pipeline import export_model, prepare_model
+    from attnx.exporters.export import ExportOptions
 
     out = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
     result, _ = export_model(prepare_model("tests.fixtures:tiny_net"), out, ExportOptions(input_shape=(1, 3, 16, 16)))

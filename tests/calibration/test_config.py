@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration.config import Budget, CalibrationConfig, default_cache_dir
-from deploy.errors import UserError
+from attnx.calibration.config import Budget, CalibrationConfig, default_cache_dir
+from attnx.core.errors import UserError
 
 
 def test_defaults_are_real_data_and_percentile():
@@ -62,7 +62,7 @@ def test_to_dict_is_json_able():
 
 
 def test_cli_key_value_options():
-    from calibration.config import parse_cli_options
+    from attnx.calibration.config import parse_cli_options
 
     opts = parse_cli_options(["source=photos", "count=32", 'sensitivity={"min_cosine": 0.995}', "exclude=[\"a\"]"])
     assert opts == {"source": "photos", "count": "32", "sensitivity": {"min_cosine": 0.995}, "exclude": ["a"]}

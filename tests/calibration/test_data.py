@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calibration.config import IMAGENET_MEAN, IMAGENET_STD, CalibrationConfig
-from calibration.data import image_input, load_split
-from calibration.graph import InputInfo
-from deploy.errors import UserError
+from attnx.calibration.config import IMAGENET_MEAN, IMAGENET_STD, CalibrationConfig
+from attnx.calibration.data import image_input, load_split
+from attnx.calibration.graph import InputInfo
+from attnx.core.errors import UserError
 
 NCHW = [InputInfo("input", 1, ["batch", 3, 32, 24])]
 DYNAMIC = [InputInfo("input", 1, ["batch", 3, "h", "w"])]
@@ -19,7 +19,7 @@ def split(inputs, **options):
 
 
 def test_digits_fill_the_model_shape_train_split_for_calibration_test_split_for_checks():
-    from calibration.data import DIGITS_MEAN, DIGITS_STD
+    from attnx.calibration.data import DIGITS_MEAN, DIGITS_STD
 
     calib, held = split(NCHW, count=10, eval_count=6)
     x, y = calib.arrays["input"], held.arrays["input"]
@@ -38,8 +38,8 @@ def test_digits_fill_the_model_shape_train_split_for_calibration_test_split_for_
 
 
 def test_digits_match_the_training_pipeline():
-    """Same split, upsampling and normalisation as exporters.digits (which trains the zoo on digits)."""
-    digits = pytest.importorskip("exporters.digits")
+    """Same split, upsampling and normalisation as attnx.exporters.digits (which trains the zoo on digits)."""
+    digits = pytest.importorskip("attnx.exporters.digits")
     calib, held = split(NCHW, count=1347, eval_count=450)
     x_test, y_test = digits.digits("test", (3, 32, 24))
     order = np.random.default_rng(0).permutation(len(y_test))

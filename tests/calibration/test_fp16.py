@@ -4,8 +4,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from calibration.fp16 import remove_round_trips, to_fp16
-from calibration.graph import name_nodes, session
+from attnx.calibration.fp16 import remove_round_trips, to_fp16
+from attnx.calibration.graph import name_nodes, session
 from tests.calibration.conftest import attention_model, make_model, tensor
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -89,8 +89,8 @@ def test_round_trips_with_several_consumers_are_removed():
 
 
 def test_zoo_models_that_break_the_raw_converter(zoo_onnx):
-    from calibration.graph import GraphIndex
-    from calibration.plan import detect
+    from attnx.calibration.graph import GraphIndex
+    from attnx.calibration.plan import detect
 
     for name in ("ea_seg", "ca_c2f_neck", "danet_seg"):
         model = onnx.load(str(zoo_onnx(name)))

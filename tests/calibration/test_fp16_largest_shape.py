@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from calibration.precision import apply_precision
-from deploy.errors import UserError
-from exporters.export import ExportOptions, export_onnx
+from attnx.calibration.precision import apply_precision
+from attnx.core.errors import UserError
+from attnx.exporters.export import ExportOptions, export_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cases"))
 

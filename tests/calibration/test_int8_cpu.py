@@ -9,12 +9,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration.graph import session
-from calibration.int8_numerics import INT16_MAX, U8_MAX, cpu_form, fake_quant, saturation_proof
-from calibration.plan import detect as detect_plan
-from calibration.qdq import quantize
-from deploy import cpu
-from deploy.errors import UserError
+from attnx.calibration.graph import session
+from attnx.calibration.int8_numerics import INT16_MAX, U8_MAX, cpu_form, fake_quant, saturation_proof
+from attnx.calibration.plan import detect as detect_plan
+from attnx.calibration.qdq import quantize
+from attnx.core import cpu
+from attnx.core.errors import UserError
 from tests.calibration.conftest import attention_model
 from tests.calibration.test_qdq import conv_model, cosine, prepared
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from calibration import kernel_timing, plan
-from calibration.config import CalibrationConfig
-from calibration.graph import GraphIndex, name_nodes
+from attnx.calibration import kernel_timing, plan
+from attnx.calibration.config import CalibrationConfig
+from attnx.calibration.graph import GraphIndex, name_nodes
 from tests.calibration.conftest import const, make_model, tensor
 
 

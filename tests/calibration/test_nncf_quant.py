@@ -1,4 +1,4 @@
-"""calibration.nncf_quant: OpenVINO INT8 by NNCF with the attention-aware plan as ignored scope."""
+"""attnx.calibration.nncf_quant: OpenVINO INT8 by NNCF with the attention-aware plan as ignored scope."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 
 openvino = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
 
@@ -23,10 +23,10 @@ def _nncf() -> None:
 
 
 def _prepare(path, count: int = 16, eval_count: int = 8):
-    from calibration.config import CalibrationConfig
-    from calibration.data import load_split
-    from calibration.graph import graph_inputs, name_nodes
-    from calibration.nncf_quant import float_plan
+    from attnx.calibration.config import CalibrationConfig
+    from attnx.calibration.data import load_split
+    from attnx.calibration.graph import graph_inputs, name_nodes
+    from attnx.calibration.nncf_quant import float_plan
 
     model = onnx.load(str(path))
     name_nodes(model)
@@ -44,7 +44,7 @@ def _outputs(model, arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _cosine(path, quantized, held) -> float:
-    from calibration.evaluate import agreement
+    from attnx.calibration.evaluate import agreement
 
     ref = _outputs(openvino.Core().read_model(str(path)), held.arrays)
     return agreement({"y": ref}, {"y": _outputs(quantized, held.arrays)}).min_cosine
@@ -79,7 +79,7 @@ def _int8_weights(model) -> list[np.ndarray]:
 
 
 def test_missing_nncf_is_one_user_error(monkeypatch, tmp_path):
-    from calibration.nncf_quant import quantize_openvino
+    from attnx.calibration.nncf_quant import quantize_openvino
 
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf → ImportError
     with pytest.raises(UserError, match="pip install nncf"):
@@ -87,8 +87,8 @@ def test_missing_nncf_is_one_user_error(monkeypatch, tmp_path):
 
 
 def test_ignored_onnx_nodes_map_to_every_openvino_op_of_their_decomposition(zoo_onnx):
-    from calibration.graph import name_nodes
-    from calibration.nncf_quant import map_ignored
+    from attnx.calibration.graph import name_nodes
+    from attnx.calibration.nncf_quant import map_ignored
 
     path = zoo_onnx("se_resnet")
     model = onnx.load(str(path))
@@ -101,7 +101,7 @@ def test_ignored_onnx_nodes_map_to_every_openvino_op_of_their_decomposition(zoo_
 
 def test_se_resnet_int8_keeps_the_plan_float_and_tracks_fp32(zoo_onnx):
     _nncf()
-    from calibration.nncf_quant import quantize_openvino
+    from attnx.calibration.nncf_quant import quantize_openvino
 
     path = zoo_onnx("se_resnet")
     model, calib, held, ignored, transformer = _prepare(path)
@@ -122,7 +122,7 @@ def test_se_resnet_int8_keeps_the_plan_float_and_tracks_fp32(zoo_onnx):
 def test_saturation_safe_weights_cannot_saturate_an_int16_pair_sum(zoo_onnx):
     """VPMADDUBSW (x86 without VNNI) adds two u8×s8 products in int16: 255·(|w₁|+|w₂|) must stay ≤ 32767."""
     _nncf()
-    from calibration.nncf_quant import quantize_openvino
+    from attnx.calibration.nncf_quant import quantize_openvino
 
     path = zoo_onnx("se_resnet")
     _, calib, _, ignored, _ = _prepare(path, count=4, eval_count=1)
@@ -137,7 +137,7 @@ def test_saturation_safe_weights_cannot_saturate_an_int16_pair_sum(zoo_onnx):
 @pytest.mark.slow
 def test_vit_int8_is_a_transformer_with_attention_float(zoo_onnx):
     _nncf()
-    from calibration.nncf_quant import quantize_openvino
+    from attnx.calibration.nncf_quant import quantize_openvino
 
     path = zoo_onnx("vit_tiny")
     model, calib, held, ignored, transformer = _prepare(path)

@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from calibration.graph import GraphIndex, name_nodes
-from calibration.plan import CATEGORIES, detect, pin_fp16_range, reduced_extent
-from deploy.errors import UserError
+from attnx.calibration.graph import GraphIndex, name_nodes
+from attnx.calibration.plan import CATEGORIES, detect, pin_fp16_range, reduced_extent
+from attnx.core.errors import UserError
 from tests.calibration.conftest import attention_model, const, make_model, tensor
 
 # What each tiny zoo model must pin: headline category → op type → count. Derived from the architectures:

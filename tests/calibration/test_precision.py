@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 
-from calibration.graph import session
-from calibration.precision import apply_precision, format_plan
-from deploy.errors import UserError
+from attnx.calibration.graph import session
+from attnx.calibration.precision import apply_precision, format_plan
+from attnx.core.errors import UserError
 from tests.calibration.conftest import const, make_model, save, tensor
 
 SMALL = {"count": 16, "eval_count": 8, "batch_size": 8}
@@ -177,9 +177,9 @@ def test_plugin_form_model_after_export_in_the_same_process(tmp_path):
     code = f"""
 import warnings; warnings.filterwarnings("ignore")
 from pathlib import Path
-from deploy.pipeline import export_model, full_input_shape, prepare_model
-from exporters.export import ExportOptions
-from calibration.precision import apply_precision
+from attnx.deploy.apis.pipeline import export_model, full_input_shape, prepare_model
+from attnx.exporters.export import ExportOptions
+from attnx.calibration.precision import apply_precision
 p = prepare_model("stn_classifier")
 r, _ = export_model(p, Path(r"{tmp_path}") / "stn.onnx", ExportOptions(input_shape=full_input_shape(p, None)),
                     target="trt10", plugins="trt")

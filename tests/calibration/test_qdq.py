@@ -5,13 +5,13 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from calibration.data import CalibrationData
-from calibration.graph import GraphIndex, graph_sha256, name_nodes, session
-from calibration.plan import detect
-from calibration.precision import float_input_nodes
-from calibration.qdq import quantize
-from calibration.table import cached_or_collect
-from deploy.errors import UserError
+from attnx.calibration.data import CalibrationData
+from attnx.calibration.graph import GraphIndex, graph_sha256, name_nodes, session
+from attnx.calibration.plan import detect
+from attnx.calibration.precision import float_input_nodes
+from attnx.calibration.qdq import quantize
+from attnx.calibration.table import cached_or_collect
+from attnx.core.errors import UserError
 from tests.calibration.conftest import attention_model, const, make_model, tensor
 
 
@@ -145,7 +145,7 @@ def test_old_opset_and_unknown_style_are_user_errors():
 
 
 def test_spatial_means_become_pools_with_the_same_values():
-    from calibration.qdq import spatial_means_as_pools
+    from attnx.calibration.qdq import spatial_means_as_pools
 
     nodes = [
         helper.make_node("ReduceMean", ["x"], ["gap"], axes=[2, 3], keepdims=1, name="gap"),
@@ -171,7 +171,7 @@ def test_spatial_means_become_pools_with_the_same_values():
 
 def test_grouped_convs_stay_float_for_ort_depthwise_does_not():
     """The conservative rule (``kernel_timing=false``); the measured one is in test_kernel_timing.py."""
-    from calibration.plan import ort_slow_kernels
+    from attnx.calibration.plan import ort_slow_kernels
 
     rng = np.random.default_rng(0)
     nodes = [

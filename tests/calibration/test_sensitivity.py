@@ -1,6 +1,6 @@
 """Sensitivity mode: measured per-node effects, exclusions worst-first, and the budget it reports."""
 
-from calibration.precision import apply_precision
+from attnx.calibration.precision import apply_precision
 
 SMALL = {"count": 16, "eval_count": 8, "batch_size": 8}
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from calibration.data import CalibrationData
-from calibration.graph import GraphIndex, graph_sha256, name_nodes
-from calibration.table import (
+from attnx.calibration.data import CalibrationData
+from attnx.calibration.graph import GraphIndex, graph_sha256, name_nodes
+from attnx.calibration.table import (
     NUM_BINS,
     CalibrationTable,
     cache_path,
@@ -17,7 +17,7 @@ from calibration.table import (
     entropy_threshold,
     percentile_threshold,
 )
-from deploy.errors import UserError
+from attnx.core.errors import UserError
 from tests.calibration.conftest import const, make_model, tensor
 
 

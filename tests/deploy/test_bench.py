@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from deploy.bench import (
+from attnx.core.errors import UserError
+from attnx.deploy.bench.measure import (
     BenchOptions,
     BenchResult,
     BenchTarget,
@@ -24,7 +25,6 @@ from deploy.bench import (
     steady_malloc,
     summarize,
 )
-from deploy.errors import UserError
 
 
 def test_statistics_of_known_samples():
@@ -60,7 +60,7 @@ def test_paired_ratio_cancels_load_shared_within_a_round():
 
 
 def test_assign_speedups_uses_the_paired_ratio():
-    from deploy.bench import ConfigResult
+    from attnx.deploy.bench.measure import ConfigResult
 
     result = BenchResult("m", "torch eager", {}, {})
     drift = [10.0, 10.0, 20.0, 20.0, 40.0, 40.0]  # the machine slows down through the run
@@ -137,7 +137,7 @@ def test_steady_malloc_reports_what_it_did():
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    from deploy.build import BuildOptions, build_bundle
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
 
     out = tmp_path_factory.mktemp("bench") / "tiny-ort-fp32"
     options = BuildOptions(backend="ort", precision="fp32", input_shape=(1, 3, 16, 16), max_batch=2)
@@ -185,7 +185,7 @@ def test_real_run_torch_vs_ort_bundle(tiny_bundle, tmp_path):
     console.print(bench_table(result))
     assert "torch eager (ref)" in console.export_text()
 
-    from deploy.plots import plot_bench, plot_speedups
+    from attnx.deploy.bench.plots import plot_bench, plot_speedups
 
     png = plot_bench(result, tmp_path / "bench.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

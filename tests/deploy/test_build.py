@@ -8,12 +8,12 @@ import onnx
 import pytest
 import torch
 
-from deploy.build import BuildOptions, build_bundle
-from deploy.bundle import MANIFEST_NAME, load_manifest
-from deploy.engine import Engine
-from deploy.errors import UserError
-from deploy.pipeline import export_model, prepare_model
-from exporters.export import ExportOptions
+from attnx.core.errors import UserError
+from attnx.deploy.apis.build import BuildOptions, build_bundle
+from attnx.deploy.apis.pipeline import export_model, prepare_model
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.bundle.manifest import MANIFEST_NAME, load_manifest
+from attnx.exporters.export import ExportOptions
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)
@@ -161,7 +161,7 @@ def test_bad_build_options(options, fragment, tmp_path):
 
 
 def test_trt_backend_without_gpu_is_a_clear_error(tmp_path):
-    from deploy.device import gpu_status
+    from attnx.core.device import gpu_status
 
     if gpu_status()[0]:
         pytest.skip("a GPU with TensorRT is present")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from deploy.build import BuildOptions, build_bundle, cpu_candidates
-from deploy.errors import UserError
+from attnx.core.errors import UserError
+from attnx.deploy.apis.build import BuildOptions, build_bundle, cpu_candidates
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)
@@ -33,7 +33,7 @@ def test_auto_on_a_cpu_compares_onnxruntime_and_openvino(tmp_path):
 
 
 def test_openvino_missing_degrades_to_onnxruntime_with_a_notice(monkeypatch):
-    import deploy.runtime.openvino as ov
+    import attnx.deploy.backends.openvino.runner as ov
 
     monkeypatch.setattr(ov, "openvino_available", lambda: (False, "openvino is not installed: pip install openvino"))
     pairs, notes = cpu_candidates(BuildOptions(backend="auto", precision="best"))
@@ -42,7 +42,7 @@ def test_openvino_missing_degrades_to_onnxruntime_with_a_notice(monkeypatch):
 
 def test_no_bf16_candidate_without_bf16(monkeypatch):
     pytest.importorskip("openvino")
-    import deploy.runtime.openvino as ov
+    import attnx.deploy.backends.openvino.runner as ov
 
     monkeypatch.setattr(ov, "bf16_supported", lambda: (False, "this CPU lists no BF16 capability"))
     pairs, notes = cpu_candidates(BuildOptions(backend="auto", precision="best"))
@@ -56,7 +56,7 @@ def test_bf16_needs_openvino(tmp_path):
 
 def test_best_records_a_candidate_that_fails_to_build_and_goes_on(tmp_path, monkeypatch):
     """One candidate failing to build (OpenVINO refusing a graph, say) is recorded, not fatal."""
-    import deploy.build as build
+    import attnx.deploy.apis.build as build
 
     real = build._assemble
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from deploy.bench import BenchResult, ConfigResult, assign_speedups, summarize
-from deploy.check import check_table, compare_to_baseline, load_parity_file, make_record, run_check
-from deploy.errors import UserError
-from deploy.parity import POLICIES, ParityReport, compare
+from attnx.core.errors import UserError
+from attnx.deploy.apis.check import check_table, compare_to_baseline, load_parity_file, make_record, run_check
+from attnx.deploy.bench.measure import BenchResult, ConfigResult, assign_speedups, summarize
+from attnx.deploy.parity.compare import POLICIES, ParityReport, compare
 
 MODEL = "cbam_resnet"
 

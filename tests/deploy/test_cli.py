@@ -10,7 +10,7 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from deploy.cli import app
+from attnx.deploy.cli.main import app
 
 runner = CliRunner()
 TINY = "tests.fixtures:tiny_net"
@@ -49,7 +49,7 @@ def perturbed_copy(onnx_path, dest):
 
 def test_help_is_fast_and_does_not_import_heavy_libraries():
     heavy = "('torch', 'onnx', 'onnxruntime', 'tensorrt')"
-    code = f"import sys, deploy.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, attnx.deploy.cli.main; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -13,12 +13,12 @@ import sys
 import onnx
 import pytest
 
-from deploy.build import BuildOptions, build_bundle
-from deploy.bundle import MANIFEST_NAME, load_manifest, sha256_file
-from deploy.engine import Engine
-from deploy.errors import UserError
-from deploy.pipeline import export_model, prepare_model
-from exporters.export import ExportOptions
+from attnx.core.errors import UserError
+from attnx.deploy.apis.build import BuildOptions, build_bundle
+from attnx.deploy.apis.pipeline import export_model, prepare_model
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.bundle.manifest import MANIFEST_NAME, load_manifest, sha256_file
+from attnx.exporters.export import ExportOptions
 from tests.deploy.test_cli import assert_user_error, invoke
 
 TINY = "tests.fixtures:tiny_net"
@@ -47,7 +47,7 @@ def never_listen(monkeypatch):
     def bind(host, port):
         raise AssertionError("attnx serve got as far as listening")
 
-    monkeypatch.setattr("deploy.serving.cli.bind", bind)
+    monkeypatch.setattr("attnx.deploy.serving.cli.bind", bind)
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_failed_recorded_parity_is_refused_then_allowed_with_a_warning(bundle, t
     result = invoke("bench", bundle, "--no-torch", "--iterations", "2", "--warmup", "0", "--allow-failed-parity")
     assert result.exit_code == 0, result.output
     assert "failed its parity check" in result.stderr and "warning:" in result.stderr
-    from deploy.serving.models import load_models
+    from attnx.deploy.serving.models import load_models
 
     models = load_models([str(bundle)], max_batch=1, max_delay_ms=0, pool_size=1, threads=1, max_queue=4,
                          warmup=False, allow_failed_parity=True)  # fmt: skip

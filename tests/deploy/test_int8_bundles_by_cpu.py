@@ -7,12 +7,12 @@ import logging
 
 import pytest
 
-from deploy import cpu
-from deploy.build import BuildOptions, build_bundle
-from deploy.bundle import load_manifest
-from deploy.engine import Engine
-from deploy.pipeline import run_bundle_parity
-from deploy.runtime import int8_path
+from attnx.core import cpu
+from attnx.deploy.apis.build import BuildOptions, build_bundle
+from attnx.deploy.apis.pipeline import run_bundle_parity
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.bundle.manifest import load_manifest
+from attnx.deploy.bundle.runtime import int8_path
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)

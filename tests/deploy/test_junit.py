@@ -4,10 +4,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from deploy.check import compare_to_baseline, make_record
-from deploy.junit import junit_xml, write_junit
-from deploy.layerwise import LayerwiseReport, TensorCheck
-from deploy.parity import POLICIES, ParityReport, compare
+from attnx.deploy.apis.check import compare_to_baseline, make_record
+from attnx.deploy.cli.junit import junit_xml, write_junit
+from attnx.deploy.parity.compare import POLICIES, ParityReport, compare
+from attnx.deploy.parity.layerwise import LayerwiseReport, TensorCheck
 
 
 def report(noise: float, model: str = "cbam_resnet") -> ParityReport:

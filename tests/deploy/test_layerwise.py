@@ -8,9 +8,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.errors import UserError
-from deploy.layerwise import expose_intermediates, layerwise_compare, run_with_intermediates, topological_nodes
-from deploy.parity import POLICIES
+from attnx.core.errors import UserError
+from attnx.deploy.parity.compare import POLICIES
+from attnx.deploy.parity.layerwise import (
+    expose_intermediates,
+    layerwise_compare,
+    run_with_intermediates,
+    topological_nodes,
+)
 
 FP32 = POLICIES["fp32"]
 
@@ -116,7 +121,7 @@ def test_fp16_tolerance_accepts_small_errors_that_fp32_rejects(feed):
 
 def test_known_renamings_are_matched(feed):
     """ORT's precision-free cast removal prefixes tensor names; fp16 converters add _output_cast_N."""
-    from deploy.layerwise import canonical_name
+    from attnx.deploy.parity.layerwise import canonical_name
 
     assert canonical_name("InsertedPrecisionFreeCast_/stem/Conv_output_0") == "/stem/Conv_output_0"
     assert canonical_name("/attn/ReduceMean_output_cast_0") == "/attn/ReduceMean_output_0"
@@ -145,10 +150,10 @@ def test_bad_inputs_are_user_errors(tmp_path, feed):
 
 def test_ort_bundle_engine_matches_its_fp32_onnx(tmp_path):
     """A real bundle: the shipped engine.onnx (ORT-optimised, fused) against the exported fp32 graph."""
-    from deploy.build import BuildOptions, build_bundle
-    from deploy.layerwise import layerwise_bundle
-    from deploy.pipeline import export_model, prepare_model
-    from exporters.export import ExportOptions
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
+    from attnx.deploy.apis.pipeline import export_model, prepare_model
+    from attnx.deploy.parity.layerwise import layerwise_bundle
+    from attnx.exporters.export import ExportOptions
 
     prepared = prepare_model("tests.fixtures:tiny_net")
     onnx_path, _ = export_model(prepared, tmp_path / "fp32.onnx", ExportOptions(input_shape=(1, 3, 16, 16)))
@@ -166,8 +171,8 @@ def test_ort_bundle_engine_matches_its_fp32_onnx(tmp_path):
 # -- OpenVINO bundles: the candidate runs in OpenVINO, at the bundle's inference precision ---------------------
 def _zoo_fp32(tmp_path) -> Path:
     """cbam_resnet (tiny config) exported for CPU backends, without attnx custom ops (OpenVINO runs none)."""
-    from deploy.pipeline import export_model, prepare_model
-    from exporters.export import ExportOptions
+    from attnx.deploy.apis.pipeline import export_model, prepare_model
+    from attnx.exporters.export import ExportOptions
 
     options = ExportOptions(input_shape=(1, 3, 32, 32), dynamic_batch=True)
     result, _ = export_model(prepare_model("cbam_resnet"), tmp_path / "fp32.onnx", options, plugins="none")
@@ -176,8 +181,8 @@ def _zoo_fp32(tmp_path) -> Path:
 
 def _openvino_bundle(engine: onnx.ModelProto, dest, inference_precision: str = "f32"):
     """An OpenVINO bundle around ``engine`` as it is (a fault injected into it stays there)."""
-    from deploy.build import io_specs
-    from deploy.bundle import BundleWriter, Manifest
+    from attnx.deploy.apis.build import io_specs
+    from attnx.deploy.bundle.manifest import BundleWriter, Manifest
 
     with BundleWriter(dest) as writer:
         onnx.save(engine, str(writer.path("model.onnx")))
@@ -192,7 +197,7 @@ def _openvino_bundle(engine: onnx.ModelProto, dest, inference_precision: str = "
 
 def test_openvino_runner_exposes_intermediates(feed):
     pytest.importorskip("openvino")
-    from deploy.runtime.openvino import run_with_outputs
+    from attnx.deploy.backends.openvino.runner import run_with_outputs
 
     values = run_with_outputs(gated_net(), feed, ["r1", "c2"])
     ref = run_with_intermediates(gated_net(), feed, names=["r1", "c2"])
@@ -207,7 +212,7 @@ def test_openvino_runner_exposes_intermediates(feed):
 
 def test_openvino_runner_finds_the_perturbed_node(feed):
     pytest.importorskip("openvino")
-    from deploy.runtime.openvino import run_with_outputs
+    from attnx.deploy.backends.openvino.runner import run_with_outputs
 
     report = layerwise_compare(gated_net(), perturb_weight(gated_net(), "w2", 1.05), feed, FP32,
                                candidate_runner=run_with_outputs)  # fmt: skip
@@ -217,9 +222,9 @@ def test_openvino_runner_finds_the_perturbed_node(feed):
 
 def test_openvino_bundle_is_searched_in_openvino(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
-    import deploy.runtime.openvino as ov
-    from deploy.build import BuildOptions, build_bundle
-    from deploy.layerwise import layerwise_bundle
+    import attnx.deploy.backends.openvino.runner as ov
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
+    from attnx.deploy.parity.layerwise import layerwise_bundle
 
     fp32 = _zoo_fp32(tmp_path)
     bundle = build_bundle(str(fp32), tmp_path / "ov", BuildOptions(backend="openvino", max_batch=2)).bundle
@@ -244,8 +249,8 @@ def test_openvino_bundle_is_searched_in_openvino(tmp_path, monkeypatch):
 
 def test_bf16_openvino_bundle_is_searched_in_bf16(tmp_path):
     pytest.importorskip("openvino")
-    from deploy.layerwise import layerwise_bundle
-    from deploy.runtime.openvino import bf16_supported
+    from attnx.deploy.backends.openvino.runner import bf16_supported
+    from attnx.deploy.parity.layerwise import layerwise_bundle
 
     fp32 = _zoo_fp32(tmp_path)
     model = onnx.load(str(fp32))

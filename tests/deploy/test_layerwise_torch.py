@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 from onnx import helper
 
-from deploy.layerwise import layerwise_compare, run_with_intermediates
-from deploy.layerwise_torch import layerwise_torch, node_module_path
-from deploy.parity import POLICIES
-from exporters.export import ExportOptions, export_onnx
+from attnx.deploy.parity.compare import POLICIES
+from attnx.deploy.parity.layerwise import layerwise_compare, run_with_intermediates
+from attnx.deploy.parity.layerwise_torch import layerwise_torch, node_module_path
+from attnx.exporters.export import ExportOptions, export_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cases"))
 

@@ -14,13 +14,13 @@ import torch
 
 pytest.importorskip("openvino")
 
-from deploy.build import io_specs  # noqa: E402
-from deploy.bundle import BundleWriter, Manifest, load_manifest  # noqa: E402
-from deploy.engine import Engine  # noqa: E402
-from deploy.errors import UserError  # noqa: E402
-from deploy.pipeline import export_model, prepare_model  # noqa: E402
-from deploy.runtime.openvino import bf16_supported, compiled_key, write_compiled  # noqa: E402
-from exporters.export import ExportOptions  # noqa: E402
+from attnx.core.errors import UserError  # noqa: E402
+from attnx.deploy.apis.build import io_specs  # noqa: E402
+from attnx.deploy.apis.pipeline import export_model, prepare_model  # noqa: E402
+from attnx.deploy.backends.openvino.runner import bf16_supported, compiled_key, write_compiled  # noqa: E402
+from attnx.deploy.bundle.engine import Engine  # noqa: E402
+from attnx.deploy.bundle.manifest import BundleWriter, Manifest, load_manifest  # noqa: E402
+from attnx.exporters.export import ExportOptions  # noqa: E402
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)
@@ -143,7 +143,7 @@ def test_bf16_support_is_reported_and_bf16_bundle_runs_where_supported(fp32_onnx
 def test_qdq_int8_runs_in_openvino_like_onnxruntime(fp32_onnx, tmp_path):
     import onnxruntime as ort
 
-    from calibration.precision import apply_precision
+    from attnx.calibration.precision import apply_precision
 
     result = apply_precision(
         fp32_onnx, "int8", style="ort", calibration={"source": "synthetic", "count": 16}, work_dir=tmp_path / "work"
@@ -165,7 +165,7 @@ def test_qdq_int8_runs_in_openvino_like_onnxruntime(fp32_onnx, tmp_path):
 def test_missing_openvino_degrades_with_a_notice(monkeypatch, bundle):
     import sys
 
-    from deploy.runtime.openvino import openvino_available
+    from attnx.deploy.backends.openvino.runner import openvino_available
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` raise ImportError
     ok, why = openvino_available()
@@ -191,7 +191,7 @@ def _edited(bundle: Path, dest: Path, edit) -> Path:
 
 
 def test_build_saves_the_compiled_model_and_loading_uses_it(tmp_path):
-    from deploy.build import BuildOptions, build_bundle
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
 
     result = build_bundle(TINY, tmp_path / "b", BuildOptions(backend="openvino", input_shape=SHAPE, max_batch=4))
     manifest = load_manifest(result.bundle)
@@ -235,7 +235,7 @@ def test_compiled_model_for_another_machine_falls_back_with_one_notice(compiled_
 
 
 def test_a_blob_openvino_cannot_import_falls_back(compiled_bundle, tmp_path, caplog):
-    from deploy.bundle import sha256_file
+    from attnx.deploy.bundle.manifest import sha256_file
 
     copy = tmp_path / "garbage"
     shutil.copytree(compiled_bundle, copy)

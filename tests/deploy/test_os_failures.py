@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.build import BuildOptions, build_bundle
-from deploy.bundle import MANIFEST_NAME
-from deploy.errors import library_error_message, os_error_message
-from deploy.tempdirs import STALE_AFTER_S, owned_prefix, sweep_build_leftovers, sweep_stale
+from attnx.core.errors import library_error_message, os_error_message
+from attnx.core.tempdirs import STALE_AFTER_S, owned_prefix, sweep_build_leftovers, sweep_stale
+from attnx.deploy.apis.build import BuildOptions, build_bundle
+from attnx.deploy.bundle.manifest import MANIFEST_NAME
 from tests.deploy.test_cli import assert_user_error as _assert_user_error
 from tests.deploy.test_cli import invoke
 
@@ -153,7 +153,7 @@ def test_disk_full_triton_repo_leaves_no_folder(built, tmp_path, monkeypatch):
     def copyfile(src, dst, *a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), str(dst))
 
-    monkeypatch.setattr("deploy.serving.triton_repo.shutil.copyfile", copyfile)
+    monkeypatch.setattr("attnx.deploy.serving.triton_repo.shutil.copyfile", copyfile)
     result = invoke("triton-repo", built, "-o", tmp_path / "repo", "--no-check")
     assert_user_error(result, f"{tmp_path / 'repo'}: no space left on the device")
     assert list(tmp_path.iterdir()) == []

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from deploy.errors import UserError
-from deploy.parity import POLICIES, compare, compare_output, policy, top1_agreement
+from attnx.core.errors import UserError
+from attnx.deploy.parity.compare import POLICIES, compare, compare_output, policy, top1_agreement
 
 FP32 = POLICIES["fp32"]
 
@@ -81,7 +81,7 @@ def test_compare_reports_missing_outputs():
 def test_report_json_is_standard_json():
     import json
 
-    from deploy.parity import ParityCase, ParityReport
+    from attnx.deploy.parity.compare import ParityCase, ParityReport
 
     nan_out = compare_output("y", np.ones((1, 4)), np.full((1, 4), np.nan), FP32)
     case = ParityCase("batch 1", {"input": (1, 4)}, [nan_out])

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from deploy.backends.base import TensorSpec
-from deploy.errors import UserError
-from deploy.parity import POLICIES
-from deploy.parity_io import IOCase, check_io_inputs, load_io, replay, save_io
+from attnx.core.errors import UserError
+from attnx.deploy.backends.base import TensorSpec
+from attnx.deploy.parity.compare import POLICIES
+from attnx.deploy.parity.saved_io import IOCase, check_io_inputs, load_io, replay, save_io
 
 SPEC = [TensorSpec("input", np.dtype(np.float32), ("batch", 3, 4, 4))]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from deploy.errors import UserError
-from deploy.parity_stats import check_outputs, error_quantile, error_stat
+from attnx.core.errors import UserError
+from attnx.deploy.parity.metrics import check_outputs, error_quantile, error_stat
 
 
 def test_quantile_of_known_errors():

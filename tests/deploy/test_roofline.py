@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.errors import UserError
-from deploy.roofline import count_flops, cpu_peak, gpu_peak
+from attnx.core.errors import UserError
+from attnx.deploy.bench.roofline import count_flops, cpu_peak, gpu_peak
 
 
 def _model(nodes, inputs, outputs, inits=()):
@@ -95,9 +95,9 @@ def test_missing_or_corrupt_file(tmp_path):
 
 def test_zoo_graph_count_matches_torch_flop_counter(tmp_path):
     """The graph count of an exported attention model agrees with torch's FLOP counter (which skips bias adds)."""
-    from deploy.pipeline import export_model, prepare_model
-    from exporters.export import ExportOptions
-    from exporters.flops import count_macs
+    from attnx.deploy.apis.pipeline import export_model, prepare_model
+    from attnx.exporters.export import ExportOptions
+    from attnx.exporters.flops import count_macs
 
     prepared = prepare_model("vit_tiny")
     result, _ = export_model(prepared, tmp_path / "m.onnx", ExportOptions(input_shape=(1, *prepared.default_shape)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy import selection_report
+from attnx.deploy.tools import selection_report
 
 
 @pytest.mark.slow

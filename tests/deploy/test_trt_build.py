@@ -20,18 +20,18 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from deploy.build import io_specs
-from deploy.bundle import BundleWriter, IOSpec, Manifest
-from deploy.device import gpu_status
-from deploy.engine import Engine
-from deploy.errors import UserError
-from deploy.trt_build import (
+from attnx.core.device import gpu_status
+from attnx.core.errors import UserError
+from attnx.deploy.apis.build import io_specs
+from attnx.deploy.backends.tensorrt.builder import (
     TrtBuildOptions,
     atomic_write,
     build_trt_engine,
     match_network_inputs,
     profile_shapes,
 )
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.bundle.manifest import BundleWriter, IOSpec, Manifest
 from tests.deploy.trt_fakes import CACHE_MAGIC, FAKE_STATE, FakeBuilder, FakeCudart, fake_tensorrt, installed
 
 
@@ -204,7 +204,7 @@ def test_build_applies_options_and_records_facts(fakes: FakeCudart, tmp_path: Pa
     assert b.config.profiles[0].shapes == {"x": ([1, 3, 4, 4], [1, 3, 4, 4], [8, 3, 4, 4])}
     assert plan.is_file() and info["plan_bytes"] == plan.stat().st_size
     assert [p.name for p in plan.parent.iterdir()] == ["engine.plan"]
-    json.dumps(info)  # JSON-able, as deploy.build stores it in the manifest
+    json.dumps(info)  # JSON-able, as attnx.deploy.apis.build stores it in the manifest
     assert info["device"] == {
         "kind": "cuda",
         "index": 0,
@@ -307,11 +307,11 @@ def test_attnx_plugin_nodes_are_rewritten_for_the_parser(
     path = tmp_path / "dn.onnx"
     onnx.save(plugin_model("DoubleNorm", {"eps": 1e-9}, [np.zeros((2, 5, 7), np.float32)]), str(path))
     inputs = [IOSpec("attn", "float32", [2, 5, 7])]
-    import plugins.trt_onnx  # noqa: F401 - pure ONNX, no tensorrt needed
+    import attnx.plugins.trt_onnx  # noqa: F401 - pure ONNX, no tensorrt needed
 
-    fake_plugins = type(sys)("plugins.trt")
+    fake_plugins = type(sys)("attnx.plugins.trt")
     fake_plugins.register_plugins = lambda: ["attnx::DoubleNormPlugin"]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "plugins.trt", fake_plugins)
+    monkeypatch.setitem(sys.modules, "attnx.plugins.trt", fake_plugins)
     seen: dict[str, str | None] = {}
     real_build = FakeBuilder.build_serialized_network
 
@@ -344,7 +344,7 @@ def test_ampere_plus_needs_an_ampere_build_gpu(fakes: FakeCudart, tmp_path: Path
 
 
 def test_built_plan_loads_through_a_bundle(fakes: FakeCudart, tmp_path: Path) -> None:
-    """The facts build_trt_engine returns are the ones TrtRuntime checks (as deploy.build stores them)."""
+    """The facts build_trt_engine returns are the ones TrtRuntime checks (as attnx.deploy.apis.build stores them)."""
     model = tiny_onnx(tmp_path / "model.onnx")
     inputs, outputs = specs(model)
     with BundleWriter(tmp_path / "bundle") as w:
@@ -371,8 +371,8 @@ GPU_OK, GPU_WHY = gpu_status()
 
 
 def _export(name: str, plugins: str, path: Path) -> Path:
-    from deploy.pipeline import export_model, full_input_shape, prepare_model
-    from exporters.export import ExportOptions
+    from attnx.deploy.apis.pipeline import export_model, full_input_shape, prepare_model
+    from attnx.exporters.export import ExportOptions
 
     prepared = prepare_model(name)
     shape = full_input_shape(prepared, None)
@@ -392,8 +392,8 @@ def _fp16(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("name, plugins", [("cbam_resnet", "none"), ("vit_tiny", "none"), ("stn_classifier", "trt")])
 def test_gpu_engine_matches_onnxruntime(tmp_path: Path, name: str, plugins: str, precision: str) -> None:
-    from deploy.backends.onnxrt import OnnxrtRunner
-    from deploy.parity import compare, policy
+    from attnx.deploy.backends.onnxrt.runner import OnnxrtRunner
+    from attnx.deploy.parity.compare import compare, policy
 
     fp32 = _export(name, plugins, tmp_path / "fp32.onnx")
     built_from = fp32 if precision == "fp32" else _fp16(fp32, tmp_path / "fp16.onnx")

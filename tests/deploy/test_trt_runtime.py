@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import deploy.runtime.trt as rt_mod
-from deploy import cuda_mem
-from deploy.bundle import BundleWriter, IOSpec, Manifest
-from deploy.device import gpu_status
-from deploy.engine import Engine
-from deploy.errors import UserError
-from deploy.runtime.trt import TrtRuntime, check_plan_compat, np_dtype, version_tuple
+import attnx.deploy.backends.tensorrt.runner as rt_mod
+from attnx.core.device import gpu_status
+from attnx.core.errors import UserError
+from attnx.deploy.backends.tensorrt import cuda_mem
+from attnx.deploy.backends.tensorrt.runner import TrtRuntime, check_plan_compat, np_dtype, version_tuple
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.bundle.manifest import BundleWriter, IOSpec, Manifest
 from tests.deploy.trt_fakes import (
     FAKE_STATE,
     DataType,
@@ -422,7 +422,8 @@ def test_cuda_mem_helpers(cud: FakeCudart) -> None:
 
 def test_tensorrt_and_cuda_are_imported_lazily() -> None:
     code = (
-        "import sys, deploy.trt_build, deploy.runtime.trt, deploy.cuda_mem;"
+        "import sys, attnx.deploy.backends.tensorrt.builder, attnx.deploy.backends.tensorrt.runner;"
+        "import attnx.deploy.backends.tensorrt.cuda_mem;"
         "bad = [m for m in ('tensorrt', 'cuda', 'cuda.bindings', 'torch') if m in sys.modules];"
         "assert not bad, bad"
     )
@@ -444,7 +445,7 @@ gpu = pytest.mark.skipif(not GPU_OK, reason=f"needs an NVIDIA GPU with TensorRT:
 
 @pytest.fixture(scope="module")
 def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deploy.build import BuildOptions, build_bundle
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
 
     out = tmp_path_factory.mktemp("trt") / "cbam"
     build_bundle("cbam_resnet", out, BuildOptions(backend="trt", max_batch=4))
@@ -456,7 +457,7 @@ def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_gpu_concurrency_graphs_timing_and_torch(real_bundle: Path) -> None:
     import torch
 
-    from deploy.bundle import load_manifest
+    from attnx.deploy.bundle.manifest import load_manifest
 
     manifest = load_manifest(real_bundle)
     rt = TrtRuntime(real_bundle, manifest, pool_size=2, cuda_graph=True)

@@ -624,8 +624,8 @@ def installed(monkeypatch: Any, version: str = "11.4.0.106", cc: tuple[int, int]
     yields the fake CUDA runtime."""
     import sys
 
-    import deploy.runtime.trt as rt_mod
-    from deploy import cuda_mem
+    import attnx.deploy.backends.tensorrt.runner as rt_mod
+    from attnx.deploy.backends.tensorrt import cuda_mem
 
     cudart = FakeCudart(cc=cc)
     old = cuda_mem.use_cudart(cudart)

@@ -7,10 +7,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from deploy.errors import UserError
-from exporters import attention_form as af
-from exporters.export import ExportOptions, export_onnx
-from exporters.registry import zoo
+from attnx.core.errors import UserError
+from attnx.exporters import attention_form as af
+from attnx.exporters.export import ExportOptions, export_onnx
+from attnx.exporters.registry import zoo
 
 TRANSFORMERS = ("vit_tiny", "rest", "mobilevitv2")
 # Attention nodes a fused export holds: ResT's EMSA with head interaction (Conv1x1 on the logits, IN on the
@@ -107,9 +107,9 @@ def _fused_graph(softcap: float = 0.0) -> onnx.ModelProto:
 def test_plan_keeps_softmax_inside_attention_fp32_and_never_quantizes_it():
     import onnxruntime as ort
 
-    from calibration.fp16 import mark_softmax_precision, to_fp16
-    from calibration.graph import GraphIndex
-    from calibration.plan import detect
+    from attnx.calibration.fp16 import mark_softmax_precision, to_fp16
+    from attnx.calibration.graph import GraphIndex
+    from attnx.calibration.plan import detect
 
     model = _fused_graph()
     plan = detect(GraphIndex.build(model, {"x": (1, 4, 16)}))
@@ -132,7 +132,7 @@ def test_plan_keeps_softmax_inside_attention_fp32_and_never_quantizes_it():
 
 
 def test_op_report_knows_attention_per_target_version_and_attribute():
-    from exporters.report import op_report
+    from attnx.exporters.report import op_report
 
     model = _fused_graph()
     rows = {t: {r.op_type: r for r in op_report(model, t).ops} for t in ("ort", "trt8.6", "trt10", "trt11")}

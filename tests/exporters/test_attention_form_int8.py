@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from calibration.precision import apply_openvino_int8, apply_precision
-from exporters.export import ExportOptions, export_onnx
-from exporters.registry import zoo
-from exporters.weights import load_weights
+from attnx.calibration.precision import apply_openvino_int8, apply_precision
+from attnx.exporters.export import ExportOptions, export_onnx
+from attnx.exporters.registry import zoo
+from attnx.exporters.weights import load_weights
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "digits"
 MIN_COSINE = 0.99

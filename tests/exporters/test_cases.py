@@ -6,9 +6,9 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from deploy.cli import app
-from deploy.pipeline import prepare_model
-from exporters.export import ExportOptions, export_onnx, read_metadata
+from attnx.deploy.apis.pipeline import prepare_model
+from attnx.deploy.cli.main import app
+from attnx.exporters.export import ExportOptions, export_onnx, read_metadata
 
 runner = CliRunner()
 

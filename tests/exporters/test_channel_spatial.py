@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporters.attention.bam import BAM
-from exporters.attention.c2f import C2f, CAC2f
-from exporters.attention.cbam import CBAM
-from exporters.attention.coordinate import CoordinateAttention
-from exporters.attention.eca import ECA, eca_kernel_size
-from exporters.attention.psa import PyramidSplitAttention
-from exporters.attention.scconv import SCConv, SelfCalibration
-from exporters.attention.se import SqueezeExcitation
+from attnx.exporters.attention.bam import BAM
+from attnx.exporters.attention.c2f import C2f, CAC2f
+from attnx.exporters.attention.cbam import CBAM
+from attnx.exporters.attention.coordinate import CoordinateAttention
+from attnx.exporters.attention.eca import ECA, eca_kernel_size
+from attnx.exporters.attention.psa import PyramidSplitAttention
+from attnx.exporters.attention.scconv import SCConv, SelfCalibration
+from attnx.exporters.attention.se import SqueezeExcitation
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy.errors import UserError
-from exporters import ops
-from exporters.attention.danet import ChannelAttention, DANetHead, PositionAttention
-from exporters.attention.external import EAHead, ExternalAttention
-from exporters.attention.stn import SpatialTransformer
-from exporters.models import dense
+from attnx.core.errors import UserError
+from attnx.exporters import ops
+from attnx.exporters.attention.danet import ChannelAttention, DANetHead, PositionAttention
+from attnx.exporters.attention.external import EAHead, ExternalAttention
+from attnx.exporters.attention.stn import SpatialTransformer
+from attnx.exporters.models import dense
 
 ODD_SIZES = [(1, 1), (1, 6), (5, 1), (3, 7), (9, 4), (11, 13)]
 

@@ -7,11 +7,11 @@ import onnx
 import pytest
 import torch
 
-from deploy.errors import UserError
-from deploy.parity import POLICIES
-from deploy.pipeline import export_model, prepare_from_onnx, prepare_model, run_parity
-from exporters.export import SUPPORTED_OPSETS, ExportOptions, export_onnx, read_metadata
-from exporters.registry import resolve_model
+from attnx.core.errors import UserError
+from attnx.deploy.apis.pipeline import export_model, prepare_from_onnx, prepare_model, run_parity
+from attnx.deploy.parity.compare import POLICIES
+from attnx.exporters.export import SUPPORTED_OPSETS, ExportOptions, export_onnx, read_metadata
+from attnx.exporters.registry import resolve_model
 from tests.fixtures import tiny_net
 
 SHAPE = (1, 3, 16, 16)
@@ -154,8 +154,8 @@ def test_hub_specs_need_their_package():
 
 
 def test_inputs_from_files(tmp_path):
-    from deploy.backends.base import TensorSpec
-    from deploy.inputs import load_inputs
+    from attnx.deploy.backends.base import TensorSpec
+    from attnx.deploy.parity.inputs import load_inputs
 
     spec = TensorSpec("input", np.dtype(np.float32), ("batch", 3, 16, 16))
     np.save(tmp_path / "x.npy", np.zeros((2, 3, 16, 16)))

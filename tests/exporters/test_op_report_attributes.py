@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporters.report import op_report
-from exporters.trt_support import einsum_features
+from attnx.exporters.report import op_report
+from attnx.exporters.trt_support import einsum_features
 
 
 def _model(nodes, inputs, opset=17, inits=()):

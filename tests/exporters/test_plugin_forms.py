@@ -3,11 +3,11 @@
 import onnx
 import pytest
 
-from deploy.errors import UserError
-from deploy.parity import POLICIES
-from deploy.pipeline import export_model, prepare_model, run_parity
-from exporters.export import ExportOptions, choose_plugin_ops, read_metadata
-from exporters.init import wake_zero_parameters
+from attnx.core.errors import UserError
+from attnx.deploy.apis.pipeline import export_model, prepare_model, run_parity
+from attnx.deploy.parity.compare import POLICIES
+from attnx.exporters.export import ExportOptions, choose_plugin_ops, read_metadata
+from attnx.exporters.init import wake_zero_parameters
 
 pytest.importorskip("onnxruntime_extensions")
 

@@ -9,19 +9,19 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import exporters.models.detection  # noqa: F401  (registers ca_c2f_neck)
-import exporters.models.resnet  # noqa: F401  (registers the ResNets)
-from deploy.errors import UserError
-from exporters.attention.bam import BAM
-from exporters.attention.cbam import CBAM
-from exporters.attention.coordinate import CoordinateAttention
-from exporters.attention.eca import ECA
-from exporters.attention.psa import PyramidSplitAttention
-from exporters.attention.scconv import SCConv
-from exporters.attention.se import SqueezeExcitation
-from exporters.models.detection import CAC2fDetector
-from exporters.models.resnet import Bottleneck, ResNet
-from exporters.registry import _ZOO, ZooEntry
+import attnx.exporters.models.detection  # noqa: F401  (registers ca_c2f_neck)
+import attnx.exporters.models.resnet  # noqa: F401  (registers the ResNets)
+from attnx.core.errors import UserError
+from attnx.exporters.attention.bam import BAM
+from attnx.exporters.attention.cbam import CBAM
+from attnx.exporters.attention.coordinate import CoordinateAttention
+from attnx.exporters.attention.eca import ECA
+from attnx.exporters.attention.psa import PyramidSplitAttention
+from attnx.exporters.attention.scconv import SCConv
+from attnx.exporters.attention.se import SqueezeExcitation
+from attnx.exporters.models.detection import CAC2fDetector
+from attnx.exporters.models.resnet import Bottleneck, ResNet
+from attnx.exporters.registry import _ZOO, ZooEntry
 
 RESNETS = ["se_resnet", "cbam_resnet", "bam_resnet", "eca_resnet", "ca_resnet", "psa_resnet", "scconv_resnet"]
 WITH_FIGURES = [n for n in RESNETS if n != "ca_resnet"]  # the CA paper has no ResNet-50 ImageNet table

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from deploy.errors import UserError
-from exporters.attention.mobilevit import SeparableSelfAttention, fold_patches, unfold_patches
-from exporters.attention.rest import EfficientMultiHeadSelfAttention, PixelAttention
-from exporters.attention.self_attention import MultiHeadSelfAttention, scaled_dot_product_attention
-from exporters.models import transformers
-from exporters.registry import zoo
+from attnx.core.errors import UserError
+from attnx.exporters.attention.mobilevit import SeparableSelfAttention, fold_patches, unfold_patches
+from attnx.exporters.attention.rest import EfficientMultiHeadSelfAttention, PixelAttention
+from attnx.exporters.attention.self_attention import MultiHeadSelfAttention, scaled_dot_product_attention
+from attnx.exporters.models import transformers
+from attnx.exporters.registry import zoo
 
 
 @pytest.fixture(autouse=True)
@@ -168,7 +168,7 @@ def test_emsa_reduction_is_ceil_of_h_over_s(h: int, w: int, sr: int) -> None:
 
 
 def test_emsa_instance_norm_matches_torch() -> None:
-    from exporters.attention.rest import _instance_norm
+    from attnx.exporters.attention.rest import _instance_norm
 
     a = torch.softmax(torch.randn(3, 4, 10, 7), dim=-1)
     torch.testing.assert_close(_instance_norm(a), nn.InstanceNorm2d(4)(a), rtol=1e-5, atol=1e-5)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.parity import POLICIES
-from deploy.pipeline import export_model, prepare_model, run_parity
-from exporters.export import ExportOptions
-from exporters.init import wake_zero_parameters
-from exporters.registry import zoo
+from attnx.deploy.apis.pipeline import export_model, prepare_model, run_parity
+from attnx.deploy.parity.compare import POLICIES
+from attnx.exporters.export import ExportOptions
+from attnx.exporters.init import wake_zero_parameters
+from attnx.exporters.registry import zoo
 
 MODELS = sorted(zoo())
 MAX_ABS = 1e-4
@@ -67,8 +67,8 @@ def test_export_and_ort_parity(name, tmp_path):
 
 
 def test_seeded_inputs_are_reproducible(tmp_path):
-    from deploy.backends.base import TensorSpec
-    from deploy.inputs import seeded_inputs
+    from attnx.deploy.backends.base import TensorSpec
+    from attnx.deploy.parity.inputs import seeded_inputs
 
     spec = TensorSpec("input", np.dtype(np.float32), ("batch", 3, 8, 8))
     a = seeded_inputs([spec], {"input": (2, 3, 8, 8)}, seed=7)["input"]

@@ -10,14 +10,14 @@ import onnx
 import pytest
 import torch
 
-import exporters.ops as ops
-from plugins.export_hooks import CUSTOM_OPSETS, torch_function
-from plugins.spec import SpecError, register_onnx_schemas
-from plugins.trt_onnx import to_trt_plugin_form
+import attnx.exporters.ops as ops
+from attnx.plugins.export_hooks import CUSTOM_OPSETS, torch_function
+from attnx.plugins.spec import SpecError, register_onnx_schemas
+from attnx.plugins.trt_onnx import to_trt_plugin_form
 from tests.plugins.models import plugin_model
 
 pytest.importorskip("onnxruntime_extensions")
-from plugins.ort import create_session, to_ort_form  # noqa: E402
+from attnx.plugins.ort import create_session, to_ort_form  # noqa: E402
 
 ALL = {"GridSample", "AffineGridSample", "DoubleNorm"}
 

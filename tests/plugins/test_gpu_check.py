@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugins import gpu_check
+from attnx.deploy.tools import gpu_check
 from tests.deploy.trt_fakes import FakeCudart, cudaError_t
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def _load(out: Path) -> dict[str, Any]:
 def test_dry_mode_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # --dry must set it itself
     proc = subprocess.run(
-        [sys.executable, "-m", "plugins.gpu_check", "--dry", "--out", str(tmp_path)],
+        [sys.executable, "-m", "attnx.deploy.tools.gpu_check", "--dry", "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -168,7 +168,7 @@ class FakeCudartD2D(FakeCudart):
 
 @pytest.fixture
 def fake_cuda() -> Iterator[FakeCudartD2D]:
-    from deploy import cuda_mem
+    from attnx.deploy.backends.tensorrt import cuda_mem
 
     fake = FakeCudartD2D()
     old = cuda_mem.use_cudart(fake)
@@ -193,7 +193,7 @@ def test_cuda_sections_pass_on_a_fake_device(fake_cuda: FakeCudartD2D) -> None:
 
 
 def test_a_leak_fails_the_memory_check(fake_cuda: FakeCudartD2D, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploy import cuda_mem
+    from attnx.deploy.backends.tensorrt import cuda_mem
 
     monkeypatch.setattr(cuda_mem.DeviceBuffer, "free", lambda self: None)
     report = gpu_check.Report("gpu")
@@ -210,8 +210,8 @@ def test_a_leak_fails_the_memory_check(fake_cuda: FakeCudartD2D, monkeypatch: py
 def test_gpu_check_on_the_device(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
-        [sys.executable, "-m", "plugins.gpu_check", "--out", str(tmp_path), "--sections", "numerics,cuda_mem,runtime",
-         "--loops", "5"],
+        [sys.executable, "-m", "attnx.deploy.tools.gpu_check", "--out", str(tmp_path),
+         "--sections", "numerics,cuda_mem,runtime", "--loops", "5"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

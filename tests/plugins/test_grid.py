@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plugins.affine_grid_sample.reference import affine_grid_sample
-from plugins.double_norm.reference import double_norm
-from plugins.grid_sample.reference import grid_sample
-from plugins.grid_sample.spec import MODES, PADDING_MODES
+from attnx.plugins.affine_grid_sample.reference import affine_grid_sample
+from attnx.plugins.double_norm.reference import double_norm
+from attnx.plugins.grid_sample.reference import grid_sample
+from attnx.plugins.grid_sample.spec import MODES, PADDING_MODES
 from tests.plugins.conftest import record
 from tests.plugins.models import native_model, plugin_model
 
@@ -59,7 +59,7 @@ def _check(op: str, backend: str, dtype: type, out: np.ndarray, ref: np.ndarray,
 
 def _ort_run(model: Any, feeds: dict[str, np.ndarray], plugin: bool) -> np.ndarray:
     if plugin:
-        from plugins.ort import create_session
+        from attnx.plugins.ort import create_session
 
         sess = create_session(model)
     else:
@@ -93,7 +93,7 @@ def test_grid_sample(mode: str, padding_mode: str, align_corners: int, dtype: ty
     _check("GridSample", "ort-native", dtype, _ort_run(native_model("GridSample", attrs, [x, grid]), feeds, False), ref)
 
     _triton()
-    from plugins.grid_sample import kernel
+    from attnx.plugins.grid_sample import kernel
 
     y = kernel.run(torch.from_numpy(x), torch.from_numpy(grid), **attrs).numpy()
     _check("GridSample", "triton", dtype, y, ref)
@@ -141,7 +141,7 @@ def test_affine_grid_sample(mode: str, padding_mode: str, align_corners: int, dt
             assert diff.max() <= 0.05
 
     _triton()
-    from plugins.affine_grid_sample import kernel
+    from attnx.plugins.affine_grid_sample import kernel
 
     y = kernel.run(torch.from_numpy(x), torch.from_numpy(theta), **attrs).numpy()
     _check("AffineGridSample", "triton", dtype, y, ref)
@@ -164,7 +164,7 @@ def test_double_norm(shape: tuple[int, int, int], eps: float, scale: float, dtyp
     # Outputs are at most 1 and mostly O(1/S): scale the FP16 tolerance to the values.
     tol = TOL[dtype] * float(np.max(np.abs(ref.astype(np.float32))) or 1.0)
 
-    import exporters.ops as ops
+    import attnx.exporters.ops as ops
 
     t = ops.double_norm(torch.from_numpy(a.astype(np.float32)), eps)
     _check("DoubleNorm", "torch", dtype, t.numpy().astype(dtype), ref, tol)
@@ -189,7 +189,7 @@ def test_double_norm(shape: tuple[int, int, int], eps: float, scale: float, dtyp
     )
 
     _triton()
-    from plugins.double_norm import kernel
+    from attnx.plugins.double_norm import kernel
 
     _check("DoubleNorm", "triton", dtype, kernel.run(torch.from_numpy(a), eps).numpy(), ref, tol)
     # Several row-block programs per batch item (the GPU layout) give the same result.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from plugins.grid_sample.reference import grid_sample
+from attnx.plugins.grid_sample.reference import grid_sample
 
 FROM_ONNX_MODE = {
     "linear": "bilinear",
@@ -71,7 +71,7 @@ def test_reference_and_kernel(case: Any) -> None:
     pytest.importorskip("triton")
     import torch
 
-    from plugins.grid_sample import kernel
+    from attnx.plugins.grid_sample import kernel
 
     y = kernel.run(torch.from_numpy(x), torch.from_numpy(grid), **attrs).numpy()
     np.testing.assert_allclose(y, expected, rtol=case.rtol, atol=max(case.atol, 1e-6), err_msg=case.name)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from plugins import readme
-from plugins.spec import OPS
+from attnx.deploy.tools import plugin_readme as readme
+from attnx.plugins.spec import OPS
 
 
 def test_readmes_are_up_to_date() -> None:
-    assert readme.main(["--check"]) == 0, "run: python -m plugins.readme"
+    assert readme.main(["--check"]) == 0, "run: python -m attnx.deploy.tools.plugin_readme"
 
 
 def test_readme_tables_come_from_spec() -> None:

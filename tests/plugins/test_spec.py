@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import helper
 
-from plugins import spec as spec_mod
-from plugins.spec import OPS, SpecError, get, plugin_needed, register_onnx_schemas
+from attnx.plugins import spec as spec_mod
+from attnx.plugins.spec import OPS, SpecError, get, plugin_needed, register_onnx_schemas
 from tests.plugins.models import plugin_model
 
 
@@ -66,7 +66,7 @@ def test_resolve_attrs() -> None:
 
 
 def test_spec_error_is_one_line_user_error() -> None:
-    from deploy.errors import UserError
+    from attnx.core.errors import UserError
 
     with pytest.raises(UserError) as e:
         get("GridSample").infer_shapes([(1, 2, 3), (1, 4, 4, 2)], {"align_corners": 0}, "gs_node")
@@ -137,7 +137,7 @@ def test_int_input_type_rejected() -> None:
 
 def test_importing_plugins_is_light() -> None:
     code = (
-        "import sys, plugins, plugins.spec, plugins.readme; plugins.spec.OPS; "
+        "import sys, plugins, attnx.plugins.spec, attnx.deploy.tools.plugin_readme; attnx.plugins.spec.OPS; "
         "heavy = [m for m in ('onnx', 'onnxruntime', 'torch', 'triton', 'tensorrt') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -2,7 +2,7 @@
 
 Needs an NVIDIA GPU, TensorRT 10.9+ with its libraries, triton and torch with CUDA. Elsewhere the
 whole module skips with the reason. Each engine is built from the plugin-form ONNX model through
-TensorRT's ONNX parser (plugins.trt_onnx), then re-loaded and run in a fresh process that never
+TensorRT's ONNX parser (attnx.plugins.trt_onnx), then re-loaded and run in a fresh process that never
 imports the plugin definitions: AOT plugins embed their kernels, so no Python is needed to run.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugins.affine_grid_sample.reference import affine_grid_sample
-from plugins.double_norm.reference import double_norm
-from plugins.grid_sample.reference import grid_sample
+from attnx.plugins.affine_grid_sample.reference import affine_grid_sample
+from attnx.plugins.double_norm.reference import double_norm
+from attnx.plugins.grid_sample.reference import grid_sample
 from tests.plugins.models import plugin_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,8 +80,8 @@ CASES = _cases()
 def _build(model: Any, path: Path) -> None:
     import tensorrt as trt
 
-    from plugins.trt import register_plugins
-    from plugins.trt_onnx import to_trt_plugin_form
+    from attnx.plugins.trt import register_plugins
+    from attnx.plugins.trt_onnx import to_trt_plugin_form
 
     register_plugins()
     logger = trt.Logger(trt.Logger.WARNING)

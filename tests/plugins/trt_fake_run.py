@@ -17,8 +17,8 @@ from tests.plugins import fake_tensorrt as ft  # noqa: E402
 
 ft.install()
 
-from plugins.spec import SpecError  # noqa: E402
-from plugins.trt import register_plugins  # noqa: E402
+from attnx.plugins.spec import SpecError  # noqa: E402
+from attnx.plugins.trt import register_plugins  # noqa: E402
 
 out: dict[str, object] = {"ids": register_plugins(), "ids_again": register_plugins(), "plugins": {}}
 F, H = ft.DataType.FLOAT, ft.DataType.HALF

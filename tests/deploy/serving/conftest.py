@@ -19,8 +19,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from deploy.build import BuildOptions, build_bundle, io_specs
-from deploy.bundle import BundleWriter, Manifest, cpu_device, library_versions
+from attnx.deploy.apis.build import BuildOptions, build_bundle, io_specs
+from attnx.deploy.bundle.manifest import BundleWriter, Manifest, cpu_device, library_versions
 
 
 def write_onnx_bundle(model: onnx.ModelProto, dest: Path) -> Path:
@@ -81,7 +81,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @contextlib.contextmanager
 def running_server(bundle_args: list[str], **options: Any) -> Iterator[tuple[str, Any]]:
     """A server on 127.0.0.1 (a free port) in a background thread; yields ("127.0.0.1:PORT", server)."""
-    from deploy.serving.cli import bind, make_server
+    from attnx.deploy.serving.cli import bind, make_server
 
     server = make_server(bundle_args, **options)
     sock = bind("127.0.0.1", 0)
@@ -103,7 +103,7 @@ def running_server(bundle_args: list[str], **options: Any) -> Iterator[tuple[str
 
 def expected(bundle: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The outputs computed in-process by the Engine, the reference every served response is checked against."""
-    from deploy.engine import Engine
+    from attnx.deploy.bundle.engine import Engine
 
     with Engine.load(bundle) as engine:
         return engine(feed)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from deploy.serving.batcher import Closed, DynamicBatcher, QueueFull
+from attnx.deploy.serving.batcher import Closed, DynamicBatcher, QueueFull
 
 
 class Recorder:

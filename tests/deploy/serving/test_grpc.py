@@ -17,7 +17,7 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from deploy.serving.load import run_load, run_load_grpc  # noqa: E402
+from attnx.deploy.serving.load import run_load, run_load_grpc  # noqa: E402
 from tests.deploy.serving.conftest import expected, running_server  # noqa: E402
 from tests.deploy.serving.test_load import workload  # noqa: E402
 
@@ -237,8 +237,8 @@ def test_concurrent_grpc_and_http_share_one_batcher(bundles, served):
 
 
 def test_port_in_use_is_one_line(bundles):
-    from deploy.errors import UserError
-    from deploy.serving.cli import bind, serve
+    from attnx.core.errors import UserError
+    from attnx.deploy.serving.cli import bind, serve
 
     taken = bind("127.0.0.1", 0)
     try:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.bundle import IOSpec
-from deploy.serving.cli import bind, is_loopback
-from deploy.serving.protocol import ProtocolError, RequestedOutput, decode_request, encode_response
+from attnx.deploy.bundle.manifest import IOSpec
+from attnx.deploy.serving.cli import bind, is_loopback
+from attnx.deploy.serving.protocol import ProtocolError, RequestedOutput, decode_request, encode_response
 from tests.deploy.serving.conftest import running_server
 from tests.deploy.serving.test_lifecycle import wait_pending
 
@@ -298,7 +298,7 @@ def test_requests_past_the_drain_timeout_get_json_503_and_no_traceback(bundles):
 
 # -- command line ----------------------------------------------------------------------------------------
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from deploy.cli import main; main()", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", "from attnx.deploy.cli.main import main; main()", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
@@ -329,8 +329,8 @@ def test_host_127_0_0_2_gives_no_reachable_warning(bundles):
     port = sock.getsockname()[1]
     sock.close()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from deploy.cli import main; main()", "serve", str(bundles["tiny"]), "--host",
-         "127.0.0.2", "--port", str(port)],
+        [sys.executable, "-c", "from attnx.deploy.cli.main import main; main()", "serve", str(bundles["tiny"]),
+         "--host", "127.0.0.2", "--port", str(port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -538,7 +538,7 @@ def test_fuzz_over_http_no_5xx_and_no_traceback(bundles):
 
 
 def test_json_value_limit_follows_the_model():
-    from deploy.serving.limits import model_json_values
+    from attnx.deploy.serving.limits import model_json_values
 
     profiled = IOSpec("x", "float32", ["batch", 3, 16, 16], profile={"min": [1, 3, 16, 16], "opt": [1, 3, 16, 16],
                                                                      "max": [8, 3, 16, 16]})  # fmt: skip

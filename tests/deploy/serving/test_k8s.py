@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from deploy.build import BuildOptions, build_bundle
-from deploy.errors import UserError
-from deploy.serving import k8s_schema
-from deploy.serving.k8s import check_tensorrt, k8s_name, load_manifest_file, write_manifests
+from attnx.core.errors import UserError
+from attnx.deploy.apis.build import BuildOptions, build_bundle
+from attnx.deploy.serving import k8s_schema
+from attnx.deploy.serving.k8s import check_tensorrt, k8s_name, load_manifest_file, write_manifests
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_names_and_options(bundles, tmp_path):
 
 
 def test_command_line(bundles, tmp_path):
-    from deploy.cli import app
+    from attnx.deploy.cli.main import app
 
     out = tmp_path / "m"
     result = CliRunner().invoke(app, ["k8s", f"tiny={bundles['tiny']}", "-o", str(out), "--no-measure",

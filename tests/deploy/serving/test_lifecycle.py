@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from deploy.errors import UserError
-from deploy.serving.cli import bind, serve
-from deploy.serving.models import load_models, parse_bundle_args
+from attnx.core.errors import UserError
+from attnx.deploy.serving.cli import bind, serve
+from attnx.deploy.serving.models import load_models, parse_bundle_args
 from tests.deploy.serving.conftest import expected, running_server
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,7 +88,7 @@ def test_serve_process_drains_on_signal_and_exits_0(bundles, sig):
     port = sock.getsockname()[1]
     sock.close()  # the child binds it again; a free port is all this needs
     code = (
-        "from deploy.serving.cli import serve; "
+        "from attnx.deploy.serving.cli import serve; "
         f"serve([{str(bundles['tiny'])!r}], host='127.0.0.1', port={port}, max_delay_ms=2000)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -165,7 +165,7 @@ def test_port_in_use_is_a_user_error(bundles):
 
 
 def test_served_config_is_a_valid_triton_config(bundles):
-    from deploy.serving.triton_repo import check_pbtxt, render_pbtxt
+    from attnx.deploy.serving.triton_repo import check_pbtxt, render_pbtxt
 
     with running_server([str(bundles["tiny"]), str(bundles["static"])], max_batch=4) as (url, _):
         for name in ("tiny", "static"):
@@ -176,6 +176,6 @@ def test_served_config_is_a_valid_triton_config(bundles):
 
 def test_importing_the_cli_functions_loads_no_heavy_library():
     heavy = "('torch', 'onnx', 'onnxruntime', 'fastapi', 'uvicorn', 'tritonclient', 'numpy')"
-    code = f"import sys, deploy.serving.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, attnx.deploy.serving.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"

@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 
-from deploy.engine import Engine
-from deploy.errors import UserError
-from deploy.serving.load import check_loopback, run_load
+from attnx.core.errors import UserError
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.serving.load import check_loopback, run_load
 from tests.deploy.serving.conftest import running_server
 
 

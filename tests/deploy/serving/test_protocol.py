@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from deploy.bundle import IOSpec
-from deploy.serving.protocol import (
+from attnx.deploy.bundle.manifest import IOSpec
+from attnx.deploy.serving.protocol import (
     HEADER_LENGTH,
     ProtocolError,
     RequestedOutput,

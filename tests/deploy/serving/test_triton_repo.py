@@ -13,12 +13,18 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from deploy.build import io_specs
-from deploy.bundle import BundleWriter, Manifest, cpu_device, sha256_file
-from deploy.engine import Engine
-from deploy.errors import UserError
-from deploy.serving.cli import triton_repo
-from deploy.serving.triton_repo import check_pbtxt, compute_capability, model_config, render_pbtxt, write_repository
+from attnx.core.errors import UserError
+from attnx.deploy.apis.build import io_specs
+from attnx.deploy.bundle.engine import Engine
+from attnx.deploy.bundle.manifest import BundleWriter, Manifest, cpu_device, sha256_file
+from attnx.deploy.serving.cli import triton_repo
+from attnx.deploy.serving.triton_repo import (
+    check_pbtxt,
+    compute_capability,
+    model_config,
+    render_pbtxt,
+    write_repository,
+)
 from tests.deploy.serving.conftest import multi_model
 
 
@@ -199,7 +205,7 @@ def ov_bundles(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("openvino")
     import shutil
 
-    from deploy.build import BuildOptions, build_bundle
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
 
     root = tmp_path_factory.mktemp("ov-bundles")
     options = BuildOptions(backend="openvino", precision="fp32", input_shape=(1, 3, 16, 16))

@@ -1,0 +1,126 @@
+"""``Engine``: load a bundle and call it with NumPy arrays (or torch tensors); the same API for every backend.
+
+    with Engine.load("bundles/cbam") as engine:
+        out = engine({"input": batch})          # or engine(batch) for single-input models
+        logits = out["output"]
+
+Inputs are checked against the manifest (names, dtypes, ranks, fixed dimensions, profile ranges) with
+clear errors. Thread-safe: concurrent calls share a pool of sessions / execution contexts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnx.core.errors import UserError
+from attnx.deploy.bundle.manifest import IOSpec, Manifest, check_recorded_parity, load_manifest
+
+
+class Engine:
+    def __init__(self, bundle: Path, manifest: Manifest, runtime: Any):
+        self.bundle = bundle
+        self.manifest = manifest
+        self._runtime = runtime
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, bundle: str | Path, pool_size: int = 1, threads: int | None = None, verify: bool = True,
+             allow_failed_parity: bool = False, quiet: bool = False) -> Engine:  # fmt: skip
+        """Open a bundle. One whose build-time parity check failed is refused unless ``allow_failed_parity``
+        (then a warning on stderr on every load, unless ``quiet``)."""
+        from attnx.deploy.bundle.runtime import open_runtime
+
+        bundle = Path(bundle)
+        manifest = load_manifest(bundle, verify=verify)
+        check_recorded_parity(bundle, manifest, allow_failed_parity, quiet)
+        return cls(bundle, manifest, open_runtime(bundle, manifest, pool_size=pool_size, threads=threads))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What runs: backend, precision, and the kernels used here (INT8: which integer path, see attnx.core.cpu)."""
+        return {"backend": self.manifest.backend, "precision": self.manifest.precision,
+                "kernels": getattr(self._runtime, "kernels", "?")}  # fmt: skip
+
+    @property
+    def inputs(self) -> list[IOSpec]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> list[IOSpec]:
+        return self.manifest.outputs
+
+    def __call__(self, inputs: Mapping[str, Any] | Any = None, /, **named: Any) -> dict[str, Any]:
+        """Outputs by name: NumPy arrays, or torch CUDA tensors when every input is a CUDA tensor and the
+        backend can run on device memory (TensorRT), without host copies."""
+        if self._closed:
+            raise RuntimeError("Engine is closed")
+        given = self._named(inputs, named)
+        if given and all(_is_cuda_tensor(v) for v in given.values()) and hasattr(self._runtime, "run_torch"):
+            return self._runtime.run_torch(given)  # type: ignore[no-any-return]  # checks names/dtypes/profile
+        feed = self._feed(given)
+        return self._runtime.run(feed)  # type: ignore[no-any-return]
+
+    def _named(self, inputs: Mapping[str, Any] | Any, named: dict[str, Any]) -> dict[str, Any]:
+        if inputs is not None and not isinstance(inputs, Mapping):
+            if len(self.inputs) != 1:
+                raise UserError(f"this engine has {len(self.inputs)} inputs: pass a dict by name")
+            inputs = {self.inputs[0].name: inputs}
+        return {**(dict(inputs) if inputs is not None else {}), **named}
+
+    def _feed(self, given: dict[str, Any]) -> dict[str, np.ndarray]:
+        unknown = sorted(set(given) - {s.name for s in self.inputs})
+        if unknown:
+            raise UserError(f"unknown input(s) {unknown}; the engine takes {[s.name for s in self.inputs]}")
+        feed = {}
+        for spec in self.inputs:
+            if spec.name not in given:
+                raise UserError(f"missing input '{spec.name}' ({spec.dtype}, shape {spec.shape})")
+            # Profiles bind TensorRT engines only; ONNX Runtime takes any size on a dynamic axis.
+            feed[spec.name] = check_input(spec, _to_numpy(given[spec.name]), self.manifest.backend == "trt")
+        return feed
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._runtime.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_cuda_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if type(value).__module__.startswith("torch"):
+        return value.detach().cpu().numpy()  # type: ignore[no-any-return]
+    return np.asarray(value)
+
+
+def check_input(spec: IOSpec, arr: np.ndarray, enforce_profile: bool = True) -> np.ndarray:
+    """Validate one input against its manifest entry; return it C-contiguous."""
+    if arr.dtype != np.dtype(spec.dtype):
+        raise UserError(f"input '{spec.name}' has dtype {arr.dtype}, the engine wants {spec.dtype}")
+    if arr.ndim != len(spec.shape):
+        raise UserError(f"input '{spec.name}' has rank {arr.ndim} {arr.shape}, the engine wants shape {spec.shape}")
+    for axis, (got, want) in enumerate(zip(arr.shape, spec.shape)):
+        if isinstance(want, int) and got != want:
+            raise UserError(f"input '{spec.name}' has shape {arr.shape}; axis {axis} must be {want} ({spec.shape})")
+    if spec.profile and enforce_profile:
+        lo, hi = spec.profile["min"], spec.profile["max"]
+        if any(g < a or g > b for g, a, b in zip(arr.shape, lo, hi)):
+            raise UserError(f"input '{spec.name}' shape {arr.shape} is outside the engine's profile {lo}..{hi}")
+    return np.ascontiguousarray(arr)
