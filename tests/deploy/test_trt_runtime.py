@@ -495,7 +495,7 @@ def test_gpu_concurrency_graphs_timing_and_torch(real_bundle: Path) -> None:
 def test_mypy_typechecks_tensorrt_code() -> None:
     """mypy --disallow-untyped-defs with the TensorRT stubs in plugins/typings (about 15 s)."""
     pytest.importorskip("mypy")
-    files = ["deploy/trt_build.py", "deploy/runtime/trt.py", "deploy/cuda_mem.py"]
+    files = ["attnx/deploy/backends/tensorrt"]
     r = subprocess.run(
         [sys.executable, "-m", "mypy", "--disallow-untyped-defs", "--follow-imports=silent", *files],
         cwd=ROOT,

@@ -27,10 +27,13 @@ class TorchRunner(Runner):
     def __init__(self, model: nn.Module, input_specs: list[TensorSpec], output_names: list[str]):
         self.model = model.eval()
         self._input_specs = input_specs
-        self.output_names = output_names
+        self._output_names = list(output_names)
 
     def input_specs(self) -> list[TensorSpec]:
         return self._input_specs
+
+    def output_names(self) -> list[str]:
+        return list(self._output_names)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -38,6 +41,6 @@ class TorchRunner(Runner):
         args = [torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in self._input_specs]
         with torch.inference_mode():
             outs = flatten_outputs(self.model(*args))
-        if len(outs) != len(self.output_names):
-            raise RuntimeError(f"model returned {len(outs)} outputs, expected {len(self.output_names)}")
-        return {n: o.detach().cpu().numpy() for n, o in zip(self.output_names, outs)}
+        if len(outs) != len(self._output_names):
+            raise RuntimeError(f"model returned {len(outs)} outputs, expected {len(self._output_names)}")
+        return {n: o.detach().cpu().numpy() for n, o in zip(self._output_names, outs)}
