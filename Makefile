@@ -30,8 +30,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
+## Style, and the layers of ARCHITECTURE.md (import-linter contracts in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 ## Type-check the TensorRT plugin code (no TensorRT libraries needed: stubs in plugins/typings).
 typecheck: install
@@ -46,7 +48,7 @@ BENCH_MODELS ?= all
 BENCH_PRECISIONS ?= fp32,int8,bf16
 BENCH_BACKENDS ?= ort,openvino
 bench: install
-	$(PY) -m attnx.deploy.bench.measure --models $(BENCH_MODELS) --batches 1,8 --backend $(BENCH_BACKENDS) --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
+	$(PY) -m attnx.deploy.tools.zoo_bench --models $(BENCH_MODELS) --batches 1,8 --backend $(BENCH_BACKENDS) --precisions $(BENCH_PRECISIONS) --iterations 200 --threads 1 --out bench
 
 ## The 224² targets (ResNet-50-layout zoo classifiers, batch 1): ORT int8 vs fp32 speed (1 thread), and the
 ## bundle `--precision best` picks against every CPU engine run directly on the same ONNX (2 threads).

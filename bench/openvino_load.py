@@ -39,21 +39,21 @@ def child(bundle: Path, threads: int) -> dict[str, Any]:
     import onnx  # noqa: F401  (imported by the ONNX path only: out of the timing, as openvino is)
     import openvino  # noqa: F401
 
-    from attnx.deploy.backends.openvino.runner import OpenVinoRuntime  # noqa: F401
+    from attnx.deploy.backends.openvino.runner import OpenVinoRunner  # noqa: F401
     from attnx.deploy.bundle.engine import Engine
     from attnx.deploy.bundle.manifest import load_manifest
-    from attnx.deploy.bundle.runtime import open_runtime
+    from attnx.deploy.bundle.runtime import open_runner
 
     t0 = time.perf_counter()
     manifest = load_manifest(bundle, verify=True)
     t1 = time.perf_counter()
-    engine = Engine(bundle, manifest, open_runtime(bundle, manifest, pool_size=1, threads=threads))
+    engine = Engine(bundle, manifest, open_runner(bundle, manifest, pool_size=1, threads=threads))
     t2 = time.perf_counter()
     spec = manifest.inputs[0]
     shape = spec.profile["opt"] if spec.profile else [d if isinstance(d, int) else 1 for d in spec.shape]
     engine({spec.name: np.zeros(shape, dtype=spec.dtype)})
     t3 = time.perf_counter()
-    compiled_from = engine._runtime.compiled_from
+    compiled_from = engine.runner.compiled_from  # type: ignore[attr-defined]  # OpenVINO
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     engine.close()
     return {"manifest_s": t1 - t0, "runtime_s": t2 - t1, "first_inference_s": t3 - t2, "total_s": t3 - t0,

@@ -43,7 +43,7 @@ max_input_shape    FP16 of a graph with dynamic H/W: the largest input the bundl
                    it the bundle accepts any H×W, and every sum whose extent grows with H·W stays FP32
 cpu_target         INT8 (ORT layout): the CPU the bundle is for: ``native`` (this one: 7-bit weights where its
                    u8×s8 kernels saturate, i.e. x86 without VNNI), ``portable`` (7-bit weights: right on every
-                   CPU), ``vnni`` (full 8-bit weights for VNNI/AMX/ARM CPUs) (native); see deploy/cpu.py
+                   CPU), ``vnni`` (full 8-bit weights for VNNI/AMX/ARM CPUs) (native); see attnx.core.cpu
 sensitivity        INT8: ``true`` or a budget ``{"min_cosine": 0.99, "max_top1_drop": 1.0, "max_excluded": N}``:
                    measure each quantized node's effect and exclude the worst until the budget holds
                    (top-1 drop in percentage points, measured as disagreement with FP32) (off)
@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnx.core.cpu import CPU_TARGETS
 from attnx.core.errors import UserError
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -106,6 +107,14 @@ class Budget:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
+    """The validated calibration options: one field per key of the table in this module's docstring.
+
+    Build it with :meth:`from_dict` (the user's dict, or :func:`parse_cli_options` of ``--calib``); the
+    defaults are the table's. Shapes are (C, H, W) without the batch axis; ``crop`` is (H, W) in pixels;
+    ``mean`` / ``std`` are per channel, applied to pixels scaled to [0, 1]; ``percentile`` is in (50, 100];
+    ``fp16_limit`` is an absolute value in (0, 65504]; ``reduce_extent`` counts elements.
+    """
+
     source: str = "digits"
     count: int = 64
     eval_count: int = 32
@@ -190,8 +199,6 @@ class CalibrationConfig:
             names = options["exclude"]
             kw["exclude"] = tuple(names.split(",") if isinstance(names, str) else (str(n) for n in names))
         if options.get("cpu_target") is not None:
-            from attnx.core.cpu import CPU_TARGETS
-
             target = str(options["cpu_target"]).lower()
             if target not in CPU_TARGETS:
                 raise UserError(f"unknown cpu_target '{options['cpu_target']}': choose {', '.join(CPU_TARGETS)}")
@@ -220,6 +227,10 @@ def parse_cli_options(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
     For the CLI's repeatable ``--calib KEY=VALUE``: values stay strings (``from_dict`` parses them) except
     JSON objects and lists. Unknown keys are reported here, with the valid ones.
+
+    Raises:
+        UserError: an item without "=" or a key, an unknown key, or a value starting with "{" / "[" that is
+            not valid JSON.
     """
     import json
 
@@ -243,6 +254,8 @@ def parse_cli_options(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 def default_cache_dir() -> Path:
+    """Where calibration tables are cached: ``$ATTNX_CACHE/calibration``, else ``~/.cache/attnx/calibration``
+    (not created here)."""
     root = os.environ.get("ATTNX_CACHE")
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "attnx") / "calibration"
 

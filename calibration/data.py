@@ -26,7 +26,7 @@ import numpy as np
 
 from attnx.calibration.config import IMAGENET_MEAN, IMAGENET_STD, CalibrationConfig
 from attnx.calibration.graph import InputInfo
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, warn
 from attnx.exporters.digits import MEAN, STD, load_digits_split
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class ImageInput:
     dtype: np.dtype
 
     def sample_shape(self) -> tuple[int, int, int]:
+        """One sample's shape without the batch axis: (C, H, W) for nchw, (H, W, C) for nhwc."""
         if self.layout == "nhwc":
             return self.height, self.width, self.channels
         return self.channels, self.height, self.width
@@ -65,9 +66,15 @@ class CalibrationData:
 
     @property
     def count(self) -> int:
+        """Number of samples N (the first axis of every array; the arrays agree on it)."""
         return int(next(iter(self.arrays.values())).shape[0])
 
     def sha256(self) -> str:
+        """Hex SHA-256 of the samples: each input's name, dtype, shape and bytes, inputs in name order.
+
+        Part of the calibration cache key (``attnx.calibration.table``): the same data gives the same
+        digest on any machine with the same byte order.
+        """
         h = hashlib.sha256()
         for name in sorted(self.arrays):
             arr = np.ascontiguousarray(self.arrays[name])
@@ -76,6 +83,7 @@ class CalibrationData:
         return h.hexdigest()
 
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """Feeds of at most ``batch_size`` samples (views, in order; the last may be shorter)."""
         for start in range(0, self.count, batch_size):
             yield {k: v[start : start + batch_size] for k, v in self.arrays.items()}
 
@@ -84,13 +92,22 @@ class CalibrationData:
         return {k: (1, *v.shape[1:]) for k, v in self.arrays.items()}
 
     def head(self, n: int) -> CalibrationData:
+        """The first ``n`` samples (views) with their labels; same description, synthetic flag and notes."""
         labels = self.labels[:n] if self.labels is not None else None
         return CalibrationData({k: v[:n] for k, v in self.arrays.items()}, self.description, self.synthetic,
                                list(self.notes), labels)  # fmt: skip
 
 
 def image_input(inputs: list[InputInfo], cfg: CalibrationConfig) -> ImageInput:
-    """The single 4-D float input that image sources feed, with its concrete C, H, W."""
+    """The single 4-D float input that image sources feed, with its concrete C, H, W.
+
+    Layout ``auto`` reads NHWC only when the last axis is 1, 3 or 4 and the second is not. Dynamic axes
+    take ``cfg.input_shape`` (C, H, W), else ``cfg.crop`` (H, W).
+
+    Raises:
+        UserError: the model has more than one input, its input is not rank 4 or not float, a given
+            ``input_shape`` / ``crop`` contradicts a fixed axis, or H/W stay dynamic with no shape given.
+    """
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise UserError(
@@ -134,7 +151,22 @@ def image_input(inputs: list[InputInfo], cfg: CalibrationConfig) -> ImageInput:
 
 
 def load_split(inputs: list[InputInfo], cfg: CalibrationConfig) -> tuple[CalibrationData, CalibrationData]:
-    """Calibration samples and held-out evaluation samples from ``cfg.source``."""
+    """Calibration samples and held-out evaluation samples from ``cfg.source``.
+
+    Args:
+        inputs: the model's inputs (:func:`attnx.calibration.graph.graph_inputs`).
+        cfg: the options; ``count`` calibration and ``eval_count`` held-out samples are asked for.
+
+    Returns:
+        (calibration, held-out): arrays keyed by input name, samples on axis 0, in the input's dtype
+        (images: float, normalised by ``mean`` / ``std``). The held-out set may be empty or smaller when the
+        source has too few samples (its notes say so).
+
+    Raises:
+        UserError: an unknown or missing source; a file that cannot be read, lacks an input, has the wrong
+            rank, fixed-axis size or dtype, holds NaN/inf or no samples; an image source for a model that
+            is not a single 4-D float input (:func:`image_input`); a folder without readable images.
+    """
     src = cfg.source
     total = cfg.count + cfg.eval_count
     if src == "synthetic":
@@ -279,6 +311,7 @@ def _pixels(img: Image.Image, channels: int) -> np.ndarray:
 
 
 def list_images(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursive; suffixes in ``IMAGE_SUFFIXES``, any case), sorted by path."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -316,8 +349,6 @@ def _folder(folder: Path, spec: ImageInput, cfg: CalibrationConfig, total: int) 
         f"order seed {cfg.seed})"
     )
     if converted:
-        from attnx.core.errors import warn
-
         to = "RGB (gray repeated in 3 channels)" if spec.channels == 3 else "grayscale"
         desc += f"; {converted} of {len(order)} images converted to {to}"
         key = (str(Path(folder).resolve()), converted, len(order))
@@ -426,5 +457,7 @@ def _synthetic(inputs: list[InputInfo], cfg: CalibrationConfig) -> tuple[Calibra
 
 
 def describe(data: CalibrationData) -> dict[str, Any]:
+    """JSON-ready summary for reports: source description, synthetic flag, sample count, and per input
+    the shape of one sample (no batch axis)."""
     shapes = {k: list(v.shape[1:]) for k, v in data.arrays.items()}
     return {"source": data.description, "synthetic": data.synthetic, "count": data.count, "sample_shapes": shapes}

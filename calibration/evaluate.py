@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnx.calibration.graph import session
+from attnx.deploy.parity.compare import top1_agreement
+from attnx.deploy.parity.metrics import cosine_similarity, max_abs_error
 
 if TYPE_CHECKING:
     import onnx
@@ -28,6 +30,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class Agreement:
+    """How a candidate model's outputs agree with FP32 reference outputs over ``samples`` inputs.
+
+    Attributes:
+        cosine: output name → cosine similarity in [-1, 1] over all samples flattened together (NaN for
+            a non-finite output).
+        top1: classifier outputs (N, K) only: fraction in [0, 1] of samples whose argmax agrees.
+        top1_clear: classifier outputs: (agreement fraction, sample count) over the samples whose FP32
+            top-2 gap exceeds ``margin``.
+        max_abs: output name → largest absolute difference (output units), finite outputs only.
+        samples: number of samples N compared.
+        margin: the top-2 gap (logit units) a sample needs to count in ``top1_clear``.
+        nonfinite: outputs where the candidate produced NaN or ±inf.
+    """
+
     cosine: dict[str, float] = field(default_factory=dict)
     top1: dict[str, float] = field(default_factory=dict)  # classifier outputs only, every sample
     top1_clear: dict[str, tuple[float, int]] = field(default_factory=dict)  # (agreement, samples) beyond margin
@@ -38,6 +54,7 @@ class Agreement:
 
     @property
     def min_cosine(self) -> float:
+        """The worst output's cosine (1.0 with no outputs)."""
         return min(self.cosine.values()) if self.cosine else 1.0
 
     @property
@@ -52,9 +69,13 @@ class Agreement:
         return 100.0 * (1.0 - min(counted)) if counted else 0.0
 
     def within(self, min_cosine: float, max_top1_drop: float) -> bool:
+        """True when every output is finite, ``min_cosine`` is reached and ``top1_drop`` (percentage points,
+        1e-9 slack for rounding) is at most ``max_top1_drop``: the sensitivity budget's test."""
         return not self.nonfinite and self.min_cosine >= min_cosine and self.top1_drop <= max_top1_drop + 1e-9
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report: the figures rounded for reading (cosine to 7 decimals, top-1 drop in points to
+        3, agreement fractions to 5, max_abs to 4 significant digits)."""
         return {
             "samples": self.samples,
             "min_cosine": round(self.min_cosine, 7),
@@ -72,7 +93,12 @@ class Agreement:
 def run(
     model_or_session: onnx.ModelProto | Any, data: CalibrationData, batch_size: int, threads: int | None = None
 ) -> dict[str, np.ndarray]:
-    """All outputs over all samples, batch by batch (concatenated along the first axis)."""
+    """All outputs over all samples, batch by batch (concatenated along the first axis).
+
+    ``model_or_session`` is an ONNX model (run in ONNX Runtime on CPU, :func:`attnx.calibration.graph.session`)
+    or an object with ONNX Runtime's ``get_outputs`` / ``run``. Returns output name → array (N, ...) in the
+    output's own dtype (an empty array when ``data`` has no samples). ONNX Runtime's errors pass through.
+    """
     sess = session(model_or_session, threads=threads) if hasattr(model_or_session, "graph") else model_or_session
     names = [o.name for o in sess.get_outputs()]
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
@@ -83,8 +109,10 @@ def run(
 
 
 def agreement(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], margin: float = 0.0) -> Agreement:
-    from attnx.deploy.parity.compare import top1_agreement
-
+    """How ``cand`` agrees with ``ref`` (output name → array, samples on axis 0): per output, cosine and max abs
+    error (``attnx.deploy.parity.metrics``, float64) and, for (N, K) classifier outputs, top-1 agreement over
+    every sample and over the samples whose reference top-2 gap exceeds ``margin``. A non-finite candidate
+    output is listed in ``nonfinite`` with cosine NaN. Raises KeyError when ``cand`` lacks an output of ``ref``."""
     result = Agreement(samples=int(next(iter(ref.values())).shape[0]) if ref else 0, margin=margin)
     for name, r in ref.items():
         c = cand[name].astype(np.float64)
@@ -93,9 +121,8 @@ def agreement(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], margin: f
             result.nonfinite.append(name)
             result.cosine[name] = float("nan")
             continue
-        denom = float(np.linalg.norm(r64) * np.linalg.norm(c))
-        result.cosine[name] = float(np.sum(r64 * c) / denom) if denom > 0 else float(np.array_equal(r64, c))
-        result.max_abs[name] = float(np.abs(c - r64).max()) if c.size else 0.0
+        result.cosine[name] = cosine_similarity(r64, c)
+        result.max_abs[name] = max_abs_error(r64, c)
         if r.ndim == 2 and r.shape[1] > 1:
             result.top1[name] = float(np.mean(np.argmax(r, axis=1) == np.argmax(c, axis=1)))
             clear, n = top1_agreement(r64, c, margin)
@@ -111,4 +138,6 @@ def compare_models(
     threads: int | None = None,
     margin: float = 0.0,
 ) -> Agreement:
+    """Run ``candidate`` over ``data`` (ONNX Runtime, CPU) and compare with ``reference`` (its FP32 outputs on
+    the same samples, as :func:`run` returns them): :func:`agreement` with top-1 ``margin``."""
     return agreement(reference, run(candidate, data, batch_size, threads), margin)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from attnx.calibration.graph import drop_dead_nodes, finish_model, topo_sort
+from attnx.calibration.graph import drop_dead_nodes, finish_model, infer_filled, topo_sort
+from attnx.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnx
@@ -28,6 +29,7 @@ FLOAT, FLOAT16 = 1, 10
 
 
 def converter_version() -> str:
+    """The FP16 converter for reports: "onnxconverter-common 1.x.y", or just the name if not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -44,15 +46,20 @@ def op_block_list() -> set[str]:
 
 
 def to_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy of ``model`` computing in FP16 except the ``keep_fp32`` nodes; inputs and outputs stay FP32."""
+    """A copy of ``model`` computing in FP16 except the ``keep_fp32`` nodes; inputs and outputs stay FP32.
+
+    Converted by onnxconverter-common's ``convert_float_to_float16`` (``keep_io_types``, ``node_block_list``).
+    Returns (the FP16 model, notes on what was adjusted).
+
+    Raises:
+        UserError: onnxconverter-common is not installed.
+    """
     import onnx
     from onnx import helper
 
     try:
         from onnxconverter_common.float16 import convert_float_to_float16  # type: ignore[import-untyped]
     except ImportError:
-        from attnx.core.errors import UserError
-
         raise UserError("--precision fp16 needs onnxconverter-common: pip install onnxconverter-common") from None
 
     m = onnx.ModelProto()
@@ -135,7 +142,6 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
     del fresh.graph.value_info[:]
-    from attnx.calibration.graph import infer_filled
 
     g = infer_filled(fresh).graph
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}
@@ -159,7 +165,6 @@ def unify_float_inputs(model: onnx.ModelProto) -> int:
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
     del fresh.graph.value_info[:]  # the converter's value_info can be stale: infer the types afresh
-    from attnx.calibration.graph import infer_filled
 
     g = infer_filled(fresh).graph  # onnx infers no type for GroupNormalization-21 (dynamo's opset ≥ 21 exports)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info) + list(g.output)}

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attnx.calibration.int8_numerics import cpu_form
 from attnx.core.errors import UserError
+from attnx.deploy.backends.onnxrt.session import make_session
+from attnx.plugins.registry import ops, register_onnx_schemas
+from attnx.plugins.spec import onnx_schema
 
 if TYPE_CHECKING:
     import onnx
@@ -20,7 +24,14 @@ FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def load_model(path: Path) -> onnx.ModelProto:
-    """Load an ONNX file with one-line errors for a missing or unreadable file."""
+    """Load an ONNX file with one-line errors for a missing or unreadable file.
+
+    Returns the whole model, external data read in (``onnx.load``).
+
+    Raises:
+        UserError: the file is missing, or cannot be parsed as ONNX (corrupt, truncated, unreadable
+            external data).
+    """
     import onnx
 
     if not Path(path).is_file():
@@ -52,7 +63,11 @@ def name_nodes(model: onnx.ModelProto) -> int:
 
 
 def graph_sha256(model: onnx.ModelProto) -> str:
-    """Hash of what computes: nodes, initializers, inputs and outputs (not metadata, doc strings or value_info)."""
+    """Hash of what computes: nodes, initializers, inputs and outputs (not metadata, doc strings or value_info).
+
+    Returns a hex SHA-256 of the graph's deterministic protobuf serialisation plus the sorted
+    (domain, version) opset imports: part of the calibration cache key.
+    """
     import onnx
 
     g = onnx.GraphProto()
@@ -67,18 +82,25 @@ def graph_sha256(model: onnx.ModelProto) -> str:
 
 @dataclass
 class InputInfo:
+    """One graph input (initializers excluded): its name, ONNX ``TensorProto`` element type (1 = FLOAT,
+    10 = FLOAT16, 7 = INT64, ...) and shape: an int per fixed axis, the ``dim_param`` or "?" per dynamic one."""
+
     name: str
     elem_type: int
     shape: list[int | str]  # str: symbolic or unknown
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of ``elem_type`` (``onnx.helper.tensor_dtype_to_np_dtype``); raises KeyError for
+        an element type without one (e.g. UNDEFINED)."""
         from onnx import helper
 
         return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type))
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[InputInfo]:
+    """The model's run-time inputs in graph order: ``graph.input`` minus those that are also initializers
+    (older exporters list weights as inputs too)."""
     inits = {i.name for i in model.graph.initializer}
     out = []
     for vi in model.graph.input:
@@ -105,6 +127,17 @@ class GraphIndex:
 
     @classmethod
     def build(cls, model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None = None) -> GraphIndex:
+        """Index ``model`` (not modified) and infer element types and shapes.
+
+        Args:
+            model: the graph; its nodes must have unique names (:func:`name_nodes`) for ``nodes``.
+            input_shapes: input name → full shape with batch, e.g. {"x": (1, 3, 224, 224)}, pinning dynamic
+                axes for shape inference (ONNX shape inference with data propagation); inputs left out
+                keep their declared shape.
+
+        Shape inference is best effort: a failure leaves shapes unknown (absent, or None per axis), never
+        raises. Constants are read as NumPy arrays (``onnx.numpy_helper.to_array``).
+        """
         from onnx import numpy_helper
 
         index = cls(model)
@@ -140,8 +173,6 @@ class GraphIndex:
                     d.dim_value = int(v)
         ensure_onnx_reference()
         try:
-            from attnx.plugins.spec import register_onnx_schemas
-
             register_onnx_schemas()  # attnx custom nodes get types and shapes too
         except Exception:  # the plugins package is part of attnx; a failure here only costs shape detail
             pass
@@ -162,15 +193,19 @@ class GraphIndex:
             self.shapes.setdefault(name, list(arr.shape))
 
     def is_float(self, tensor: str) -> bool:
+        """True when ``tensor``'s inferred type is FLOAT, FLOAT16, DOUBLE or BFLOAT16 (``FLOAT_TYPES``)."""
         return self.elem_types.get(tensor) in FLOAT_TYPES
 
     def is_const(self, tensor: str) -> bool:
+        """True for an initializer or the output of a default-domain Constant node."""
         return tensor in self.constants
 
     def parents(self, node: Any) -> list[Any]:
+        """The nodes producing ``node``'s inputs, in input order (graph inputs and initializers have none)."""
         return [self.producer[t] for t in node.input if t in self.producer]
 
     def children(self, node: Any) -> list[Any]:
+        """The nodes consuming ``node``'s outputs (a node reading two of them appears twice)."""
         return [c for t in node.output for c in self.consumers.get(t, [])]
 
     def activation_tensors(self) -> list[str]:
@@ -203,8 +238,6 @@ def ensure_onnx_reference() -> None:
         pass
     import onnx.defs
 
-    from attnx.plugins.spec import onnx_schema, ops
-
     removed = []
     for spec in ops().values():
         try:
@@ -223,7 +256,12 @@ def ensure_onnx_reference() -> None:
 
 
 def topo_sort(model: onnx.ModelProto) -> None:
-    """Order nodes so that every input is produced before use (inserted nodes are appended by some tools)."""
+    """Order nodes so that every input is produced before use (inserted nodes are appended by some tools).
+
+    In place; stable: repeated passes in the existing order, each taking the nodes whose inputs exist.
+    Raises ``RuntimeError`` when the graph has a cycle or a node reads a tensor nothing defines (a bug in
+    the pass that made it).
+    """
     import onnx
 
     available = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
@@ -280,6 +318,7 @@ def finish_model(model: onnx.ModelProto, source: onnx.ModelProto | None = None) 
 
 
 def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    """Set ``metadata_props`` entries in place: existing keys are overwritten, new ones appended."""
     props = {p.key: p for p in model.metadata_props}
     for key, value in values.items():
         if key in props:
@@ -289,6 +328,7 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
 
 
 def uses_custom_ops(model: onnx.ModelProto) -> bool:
+    """True when a top-level node is in the "attnx" custom-op domain (it needs the plugins to run)."""
     return any(n.domain == "attnx" for n in model.graph.node)
 
 
@@ -297,27 +337,11 @@ def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool =
 
     INT8 graphs go through :func:`attnx.calibration.int8_numerics.cpu_form` (TensorRT layout as exact fake-quant;
     U8U8 kernels where this CPU would saturate full 8-bit weights); attnx custom nodes run through the
-    plugins package.
+    plugins package. Made by the one session factory (:func:`attnx.deploy.backends.onnxrt.session.make_session`).
     """
-    import onnxruntime as ort
-
-    from attnx.calibration.int8_numerics import cpu_form
-
     form = cpu_form(model)
-    model = form.model
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures are raised and reported in one line
-    if threads:
-        options.intra_op_num_threads = threads
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    for key, value in form.session_config.items():
-        options.add_session_config_entry(key, value)
-    if uses_custom_ops(model):
-        from attnx.plugins.ort import create_session
-
-        return create_session(model, sess_options=options)
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return make_session(form.model, threads=threads, optimize=optimize, session_config=form.session_config,
+                        custom_ops=uses_custom_ops(form.model))  # fmt: skip
 
 
 # Ops onnx has no type/shape inference for (GroupNormalization-21 is a function op without one: every tensor

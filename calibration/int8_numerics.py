@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attnx.core.cpu import CpuFeatures, int8_runtime_path
+from attnx.core.errors import UserError
+
 if TYPE_CHECKING:
     import onnx
-
-    from attnx.core.cpu import CpuFeatures
 
 INT16_MAX = 32767
 U8_MAX = 255
@@ -46,16 +47,22 @@ class SaturationProof:
 
     @property
     def safe(self) -> bool:
+        """True when every node's bound fits int16 (≤ 32 767) and none is unprovable: no input can saturate
+        a VPMADDUBSW (non-VNNI x86) kernel."""
         return not self.unprovable and all(v <= INT16_MAX for v in self.pair_sums.values())
 
     @property
     def checked(self) -> int:
+        """How many integer dot-product nodes were examined (bounded or unprovable)."""
         return len(self.pair_sums) + len(self.unprovable)
 
     def worst(self) -> tuple[str, int] | None:
+        """(node, pair sum) with the largest bound; None when no node was bounded."""
         return max(self.pair_sums.items(), key=lambda kv: kv[1]) if self.pair_sums else None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form for the manifest's ``cpu`` record: safe, node count, the int16 limit, the worst node, and
+        the nodes over the limit and the unprovable ones (the first 20 of each, with the full count over)."""
         worst = self.worst()
         over = sorted(n for n, v in self.pair_sums.items() if v > INT16_MAX)
         return {"safe": self.safe, "dot_product_nodes": self.checked, "int16_limit": INT16_MAX,
@@ -152,6 +159,7 @@ def has_s8_activations(model: onnx.ModelProto) -> bool:
 
 
 def has_integer_ops(model: onnx.ModelProto) -> bool:
+    """True when a top-level node is QuantizeLinear, DequantizeLinear or a QLinear/Integer op (an INT8 graph)."""
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear", *_QLINEAR_WEIGHTS) for n in model.graph.node)
 
 
@@ -165,8 +173,6 @@ def fake_quant(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from attnx.core.errors import UserError
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -258,7 +264,6 @@ def cpu_path(model: onnx.ModelProto, features: CpuFeatures | None = None, u8u8: 
         return CpuPath("float", {}, "float")
     if has_s8_activations(model):
         return CpuPath("fake_quant", {}, FAKE_QUANT)
-    from attnx.core.cpu import int8_runtime_path
 
     path = int8_runtime_path((proof or saturation_proof(model)).safe, None, "ort", features, u8u8)
     return CpuPath("integer", path.session_config(), path.description)

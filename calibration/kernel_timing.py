@@ -1,7 +1,7 @@
 """Whether ONNX Runtime runs a convolution faster in int8 than in float on this CPU, measured.
 
 MLAS's QLinearConv is fast for dense convolutions, but its grouped and dilated paths are not uniformly
-so. Measured here (``python -m attnx.calibration.kernel_timing``: ORT 1.31, AVX-512 VNNI, 1 thread, batch 1;
+so. Measured here (``python -m attnx.deploy.tools.kernel_timing``: ORT 1.31, AVX-512 VNNI, 1 thread, batch 1;
 fp32 ms → int8 ms), PSA's branch convs:
 
     64 ch at 56×56:  k5 group 4   1.13 → 1.14     k7 group 8   2.19 → 3.73     k9 group 16  2.42 → 10.4
@@ -27,6 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from attnx.calibration.graph import IR_VERSION_MAX, GraphIndex, session
+from attnx.calibration.qdq import ort_style
+from attnx.calibration.table import CalibrationTable, TensorRange
+
 # int8 must beat float by this factor to be chosen: a tie goes to float, which is the more accurate.
 MIN_SPEEDUP = 1.05
 _CACHE: dict[tuple[Any, ...], tuple[float, float]] = {}
@@ -46,10 +50,6 @@ def conv_times(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool
 
 def _models(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool) -> tuple[Any, Any]:
     from onnx import TensorProto, helper, numpy_helper
-
-    from attnx.calibration.graph import IR_VERSION_MAX, GraphIndex
-    from attnx.calibration.qdq import ort_style
-    from attnx.calibration.table import CalibrationTable, TensorRange
 
     rng = np.random.default_rng(0)  # the values do not matter to the kernels' speed, only the shapes
     inits = [numpy_helper.from_array((0.1 * rng.standard_normal(w_shape)).astype(np.float32), "w")]
@@ -76,8 +76,6 @@ def _models(node: Any, x_shape: list[int], w_shape: list[int], has_bias: bool) -
 def interleaved_medians(models: dict[str, Any], shape: Sequence[int], runs: int, warmup: int = 5) -> dict[str, float]:
     """Median milliseconds per run of each model on one seeded input, one thread, the sessions alternated run
     by run (the order reversed every other run) so that machine load affects each alike."""
-    from attnx.calibration.graph import session
-
     sessions = {label: session(model, threads=1) for label, model in models.items()}
     x = np.random.default_rng(0).standard_normal(tuple(shape)).astype(np.float32)
     name = next(iter(sessions.values())).get_inputs()[0].name
@@ -89,32 +87,3 @@ def interleaved_medians(models: dict[str, Any], shape: Sequence[int], runs: int,
             if i >= warmup:
                 times[label].append((time.perf_counter() - t) * 1e3)
     return {label: statistics.median(v) for label, v in times.items()}
-
-
-# PSA's branch convolutions (k, groups) on ResNet-50 stage shapes (channels in, map size); out = in / 4.
-PSA_GRID = ((64, 56), (128, 28), (256, 14), (512, 7))
-PSA_BRANCHES = ((3, 1), (5, 4), (7, 8), (9, 16))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print fp32 and int8 times of PSA's branch convolutions at ResNet-50 shapes (the docstring's table)."""
-    import argparse
-
-    from onnx import helper
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--runs", type=int, default=31)
-    args = parser.parse_args(argv)
-    print("| channels | map | kernel | groups | fp32 ms | int8 ms | int8 speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for channels, size in PSA_GRID:
-        for k, groups in PSA_BRANCHES:
-            node = helper.make_node("Conv", ["x", "w"], ["y"], group=groups, pads=[k // 2] * 4, kernel_shape=[k, k])
-            fp32, int8 = conv_times(node, [1, channels, size, size], [channels // 4, channels // groups, k, k],
-                                    False, runs=args.runs)  # fmt: skip
-            print(f"| {channels} | {size}×{size} | {k}×{k} | {groups} | {fp32:.3f} | {int8:.3f} | {fp32 / int8:.2f}× |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

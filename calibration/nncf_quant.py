@@ -34,7 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attnx.calibration.graph import GraphIndex, graph_inputs, load_model, name_nodes
+from attnx.calibration.plan import detect
 from attnx.core.errors import UserError
+from attnx.deploy.parity.metrics import cosine_similarity
 
 if TYPE_CHECKING:
     import onnx
@@ -91,7 +94,6 @@ def quantize_openvino(
         import openvino
     except ImportError:
         raise UserError("OpenVINO INT8 needs OpenVINO, which is not installed: pip install openvino") from None
-    from attnx.calibration.graph import graph_inputs, load_model, name_nodes
 
     fp32_onnx = Path(fp32_onnx)
     model = load_model(fp32_onnx)
@@ -183,17 +185,14 @@ def _cosine_validation(core: Any, fp32: Any, arrays: dict[str, np.ndarray],
         result = compiled(feed)
         items.append((feed, np.concatenate([np.asarray(result[p], np.float64).ravel() for p in compiled.outputs])))
 
-    def cosine(a: np.ndarray, b: np.ndarray) -> float:
-        denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-        return float(a @ b / denom) if denom else float(np.array_equal(a, b))
-
     def metric(model: Any, data: Any) -> tuple[float, list[float]]:
         refs, outs = [], []
         for feed, ref in data:
             result = model(feed)
             refs.append(ref)
             outs.append(np.concatenate([np.asarray(result[p], np.float64).ravel() for p in model.outputs]))
-        return cosine(np.concatenate(refs), np.concatenate(outs)), [cosine(r, o) for r, o in zip(refs, outs)]
+        whole = cosine_similarity(np.concatenate(refs), np.concatenate(outs))
+        return whole, [cosine_similarity(r, o) for r, o in zip(refs, outs)]
 
     return items, metric
 
@@ -244,9 +243,6 @@ def float_plan(
     The structural plan only (:func:`attnx.calibration.plan.detect` with the user's ``exclude``): ONNX Runtime's
     kernel timings do not apply to OpenVINO. ``model`` must have its nodes named (:func:`name_nodes`).
     """
-    from attnx.calibration.graph import GraphIndex
-    from attnx.calibration.plan import detect
-
     plan = detect(GraphIndex.build(model, sample_shapes), cfg.reduce_extent, cfg.exclude)
     if cfg.quantize_gates:
         plan.int8_allowed.add("sigmoid_gate")

@@ -88,6 +88,9 @@ WALK_DEPTH = 8
 
 @dataclass
 class Decision:
+    """Why one node stays in float: its op type, every category that matched (keys of ``CATEGORIES``, the
+    first is the headline) and one "category: explanation" reason per rule."""
+
     node: str
     op: str
     categories: list[str] = field(default_factory=list)  # the first one found is the headline
@@ -95,10 +98,12 @@ class Decision:
 
     @property
     def keep_fp32(self) -> bool:
+        """True when a category keeps the node FP32 in an FP16 graph."""
         return any(CATEGORIES[c][0] for c in self.categories)
 
     @property
     def exclude_int8(self) -> bool:
+        """True when a category leaves the node unquantized in an INT8 graph."""
         return any(CATEGORIES[c][1] for c in self.categories)
 
 
@@ -112,6 +117,8 @@ class Plan:
     kernel_timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, node: Any, category: str, reason: str) -> None:
+        """Record that ``node`` (an ONNX NodeProto, named) matched ``category`` (a ``CATEGORIES`` key) for
+        ``reason``; repeated categories and reasons are kept once."""
         d = self.decisions.setdefault(node.name, Decision(node.name, node.op_type))
         if category not in d.categories:
             d.categories.append(category)
@@ -119,9 +126,11 @@ class Plan:
             d.reasons.append(reason)
 
     def keep_fp32(self) -> list[str]:
+        """Names of the nodes an FP16 conversion must keep FP32, in the order they were decided."""
         return [n for n, d in self.decisions.items() if d.keep_fp32]
 
     def int8_excluded(self) -> list[str]:
+        """Names of the nodes INT8 quantization must leave float (categories in ``int8_allowed`` not counted)."""
         return list(self.entries(int8=True))
 
     def entries(self, int8: bool) -> dict[str, dict[str, Any]]:
@@ -137,7 +146,16 @@ class Plan:
 
 
 def detect(index: GraphIndex, reduce_extent: int = 1024, user_exclude: Iterable[str] = ()) -> Plan:
-    """The structural plan of a graph (no data needed)."""
+    """The structural plan of a graph (no data needed).
+
+    Args:
+        index: the graph (named nodes), with shapes inferred at the calibration input shape.
+        reduce_extent: reductions over at least this many elements are kept FP32 (``large_reduction``).
+        user_exclude: node names the user keeps in float (category ``user``).
+
+    Raises:
+        UserError: ``user_exclude`` names a node the graph does not have.
+    """
     plan = Plan()
     for node in index.model.graph.node:
         op = node.op_type

@@ -26,15 +26,29 @@ import numpy as np
 from attnx.calibration.config import CalibrationConfig
 from attnx.calibration.data import CalibrationData, describe, load_split
 from attnx.calibration.evaluate import agreement, run
-from attnx.calibration.graph import GraphIndex, graph_inputs, graph_sha256, load_model, name_nodes, set_metadata
-from attnx.calibration.plan import detect, ort_slow_kernels, pin_fp16_range
+from attnx.calibration.fp16 import converter_version, mark_softmax_precision, to_fp16
+from attnx.calibration.graph import (
+    GraphIndex,
+    graph_inputs,
+    graph_sha256,
+    load_model,
+    name_nodes,
+    session,
+    set_metadata,
+)
+from attnx.calibration.int8_numerics import cpu_path, saturation_proof
+from attnx.calibration.nncf_quant import float_plan, quantize_openvino
+from attnx.calibration.plan import detect, ort_slow_kernels, pin_for_largest_shape, pin_fp16_range
 from attnx.calibration.qdq import STYLES, count_qdq, quantize
-from attnx.core.errors import UserError
+from attnx.calibration.sensitivity import search
+from attnx.calibration.table import CalibrationTable, cache_path, cached_or_collect
+from attnx.core.cpu import int8_recipe
+from attnx.core.errors import UserError, name_destination
+from attnx.core.files import atomic_path
+from attnx.deploy.parity.compare import policy
 
 if TYPE_CHECKING:
     import onnx
-
-    from attnx.calibration.table import CalibrationTable
 
 PRECISIONS = ("fp16", "int8")
 # INT8 (ORT style): excluded nodes of these categories read float inputs even when their producer is quantized
@@ -55,6 +69,10 @@ SEEDED_CHECK_SAMPLES = 8
 
 @dataclass
 class PrecisionResult:
+    """What :func:`apply_precision` made: the baked model, its plan and its calibration (fields commented
+    below). The bundle records ``plan`` as ``Manifest.precision_plan`` and ``calibration_info`` as
+    ``Manifest.calibration``, and ships ``calibration_table`` as ``calibration.json``."""
+
     model: onnx.ModelProto  # precision-baked, IR ≤ 10
     plan: dict[str, Any]  # JSON-able: per node kept FP32 / excluded → reason; quantized nodes; converter; check
     calibration_table: Path | None  # JSON table to ship in the bundle (INT8), else None
@@ -67,9 +85,6 @@ class PrecisionResult:
     def save(self, onnx_path: Path) -> dict[str, Path]:
         """Write the model, ``<stem>.plan.json`` and (INT8) ``<stem>.calibration.json`` beside it, atomically."""
         import contextlib
-
-        from attnx.core.errors import name_destination
-        from attnx.core.files import atomic_path
 
         onnx_path = Path(onnx_path)
         written = {"onnx": onnx_path, "plan": onnx_path.with_name(onnx_path.stem + ".plan.json")}
@@ -104,6 +119,24 @@ def apply_precision(
     receives the calibration table and the plan (a temporary folder when None; the caller owns it).
     Bad input raises a one-line :class:`UserError`; nothing is written outside ``work_dir`` except the
     calibration cache, whose files are written atomically.
+
+    Args:
+        fp32_onnx_path: the FP32 ONNX file (float32 inputs and weights).
+        precision: "fp16" or "int8".
+        style: "ort" (u8 activations / s8 per-channel weights, fused by ONNX Runtime into QLinear ops) or
+            "trt" (symmetric s8 Q/DQ on the inputs of quantizable ops, as TensorRT expects); INT8 only.
+        calibration: the options dict, or None for the defaults.
+        work_dir: where the table and check inputs go.
+
+    Returns:
+        A :class:`PrecisionResult`; its plan includes the check against FP32 (cosine per output, top-1
+        drop in percentage points) on held-out and seeded inputs.
+
+    Raises:
+        UserError: an unknown ``precision`` or ``style``; bad calibration options
+            (:meth:`CalibrationConfig.from_dict`); an unreadable model, one without run-time inputs, or
+            INT8 below opset 13; unusable calibration data (:func:`attnx.calibration.data.load_split`); FP16
+            without onnxconverter-common.
     """
     if precision not in PRECISIONS:
         raise UserError(
@@ -144,8 +177,6 @@ def apply_precision(
     table_path: Path | None = None
 
     if precision == "fp16":
-        from attnx.calibration.fp16 import converter_version, to_fp16
-
         if calib is not None:
             table, hit, tnotes = _table(model, index, calib, cfg, "minmax", model_sha, cache_dir)
             notes.extend(tnotes)
@@ -154,8 +185,6 @@ def apply_precision(
             info = _info(table, hit, calib, cache_dir)
         largest = _largest_shapes(inputs, cfg, shapes)
         if largest is not None:  # dynamic H/W: the pins must hold at the largest input, not only at this size
-            from attnx.calibration.plan import pin_for_largest_shape
-
             max_shapes, label, unbounded = largest
             amax = {t: r.amax for t, r in table.ranges.items()} if calib is not None else {}
             decided = pin_for_largest_shape(index, GraphIndex.build(model, max_shapes), plan, amax, cfg.fp16_limit,
@@ -170,7 +199,6 @@ def apply_precision(
                              "H·W stays FP32 (give --calib max_input_shape=CxHxW to decide them at that size)")
         baked, cnotes = to_fp16(model, plan.keep_fp32())
         notes.extend(cnotes)
-        from attnx.calibration.fp16 import mark_softmax_precision
 
         fused = {n: d.reasons[0] for n, d in plan.decisions.items() if "fused_attention" in d.categories}
         if fused:  # Attention nodes computed in FP16: their softmax in FP32 (the op's softmax_precision)
@@ -189,7 +217,6 @@ def apply_precision(
             ort_slow_kernels(index, plan, measure=cfg.kernel_timing)
             if plan.kernel_timings:  # what was measured, both ways: a rebuild under other load may choose otherwise
                 plan_out["kernel_timing"] = plan.kernel_timings
-        from attnx.core.cpu import int8_recipe
 
         # TensorRT accumulates in int32: only the CPU layout depends on the CPU's kernels.
         recipe = int8_recipe(cfg.cpu_target if style == "ort" else "vnni")
@@ -208,8 +235,6 @@ def apply_precision(
             return quantize(model, table, exclude, style, float_inputs, recipe.weight_bits)
 
         if cfg.sensitivity is not None and held.count:
-            from attnx.calibration.sensitivity import search
-
             reference = run(model, held, cfg.batch_size, cfg.threads)
             all_nodes = [n.name for n in model.graph.node]
             result, report = search(
@@ -269,8 +294,6 @@ def apply_precision(
 
 def int8_cpu_record(baked: onnx.ModelProto, recipe: Any) -> dict[str, Any]:
     """What an INT8 graph was built for and checked on: the recipe, the CPU, the saturation proof, the kernels."""
-    from attnx.calibration.int8_numerics import cpu_path, saturation_proof
-
     proof = saturation_proof(baked)
     return {
         "recipe": recipe.to_dict(),
@@ -287,8 +310,6 @@ def float_input_nodes(plan: Any) -> set[str]:
 
 def _margin(precision: str) -> float:
     """Top-1 counts samples whose FP32 top-2 gap exceeds the parity policy's atol (as attnx parity does)."""
-    from attnx.deploy.parity.compare import policy
-
     return policy(precision).atol
 
 
@@ -337,16 +358,12 @@ def _table(
     model_sha: str,
     cache_dir: Path | None,
 ) -> tuple[CalibrationTable, bool, list[str]]:
-    from attnx.calibration.table import cached_or_collect
-
     return cached_or_collect(
         model, index, data, method, cfg.percentile, model_sha, cache_dir, cfg.batch_size, cfg.threads, cfg.progress
     )
 
 
 def _info(table: CalibrationTable, hit: bool, data: CalibrationData, cache_dir: Path | None) -> dict[str, Any]:
-    from attnx.calibration.table import cache_path
-
     return {
         "method": table.method,
         "percentile": table.percentile,
@@ -393,8 +410,6 @@ def _check(
 ) -> dict[str, Any]:
     """Agreement with FP32 in ONNX Runtime: held-out samples (when any) and seeded standard-normal inputs."""
     import numpy as np
-
-    from attnx.calibration.graph import session
 
     out: dict[str, Any] = {}
     ref_sess, cand_sess = session(model, cfg.threads), session(baked, cfg.threads)
@@ -481,10 +496,6 @@ def apply_openvino_int8(fp32_onnx_path: Path, calibration: dict[str, Any] | None
     The check compares it (OpenVINO) with the FP32 model (ONNX Runtime) on the held-out samples.
     Raises :class:`UserError` (one line) when NNCF or OpenVINO is missing or fails.
     """
-    from attnx.calibration.graph import graph_inputs
-    from attnx.calibration.nncf_quant import float_plan, quantize_openvino
-    from attnx.core.cpu import int8_recipe
-
     options = dict(calibration or {})
     options.setdefault("quantize_gates", True)
     cfg = CalibrationConfig.from_dict(options)

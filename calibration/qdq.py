@@ -24,8 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attnx.calibration.graph import drop_dead_nodes, finish_model, topo_sort
+from attnx.calibration.graph import (
+    FLOAT_TYPES,
+    GraphIndex,
+    drop_dead_nodes,
+    ensure_onnx_reference,
+    finish_model,
+    infer_filled,
+    topo_sort,
+)
 from attnx.core.errors import UserError
+from attnx.core.tempdirs import owned_prefix
 
 if TYPE_CHECKING:
     import onnx
@@ -76,6 +85,9 @@ TRT_OPS: dict[str, tuple[tuple[int, ...], dict[int, int]]] = {
 
 @dataclass
 class QuantResult:
+    """A Q/DQ model (``model``, a new ModelProto), the names of the original nodes that now read quantized
+    inputs (``quantized``), and remarks for the plan (``notes``)."""
+
     model: onnx.ModelProto
     quantized: list[str]  # original node names that now read Q/DQ inputs
     notes: list[str] = field(default_factory=list)
@@ -96,6 +108,13 @@ def quantize(
     ``weight_bits`` (ORT style): 7 writes s8 weights in [-64, 64] (``reduce_range``), which cannot saturate
     the u8×s8 kernels of x86 CPUs without VNNI (see :mod:`attnx.core.cpu`); 8 uses the full range. TensorRT
     accumulates in int32, so its layout always uses 8.
+
+    ONNX operators: QuantizeLinear / DequantizeLinear (opset ≥ 13 for per-axis scales;
+    https://onnx.ai/onnx/operators/onnx__QuantizeLinear.html).
+
+    Raises:
+        UserError: an unknown ``style``, a default-domain opset below 13, or ``weight_bits`` not 7 or 8;
+            ORT style also when ONNX Runtime's quantizer refuses the graph.
     """
     if style not in STYLES:
         raise UserError(f"unknown Q/DQ style '{style}': choose {', '.join(STYLES)}")
@@ -128,8 +147,6 @@ def ort_style(
 
     import onnx
 
-    from attnx.calibration.graph import ensure_onnx_reference
-
     ensure_onnx_reference()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
@@ -148,7 +165,6 @@ def ort_style(
     names = {n.name for n in model.graph.node}
     unranged = unranged_nodes(model, set(ranges), set(exclude))
     exclude = [*exclude, *unranged]
-    from attnx.core.tempdirs import owned_prefix
 
     with tempfile.TemporaryDirectory(prefix=owned_prefix("attnx-ort-qdq-")) as tmp:  # swept if killed
         cache = Path(tmp) / "ranges.json"
@@ -202,8 +218,6 @@ def typed_value_info(model: onnx.ModelProto) -> None:
     """
     import onnx
 
-    from attnx.calibration.graph import infer_filled
-
     m = onnx.ModelProto()
     m.CopyFrom(model)
     del m.graph.value_info[:]
@@ -225,8 +239,6 @@ def unranged_nodes(model: onnx.ModelProto, ranged: set[str], exclude: set[str]) 
     """Nodes ONNX Runtime would quantize (``ORT_OP_TYPES``, not excluded) with a float activation input or
     output that has no range in the table: asked to quantize it, ``quantize_static`` fails (no scale for the
     tensor, or for the bias that depends on it), so they stay float instead. Needs typed ``value_info``."""
-    from attnx.calibration.graph import FLOAT_TYPES
-
     consts = {i.name for i in model.graph.initializer}
     consts |= {t for n in model.graph.node if n.op_type == "Constant" for t in n.output}
     types = {vi.name: vi.type.tensor_type.elem_type
@@ -280,8 +292,6 @@ def spatial_means_as_pools(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dic
     """
     import onnx
     from onnx import helper, numpy_helper
-
-    from attnx.calibration.graph import GraphIndex
 
     index = GraphIndex.build(model)  # no concrete input shape: only extents fixed in the graph count
     m = onnx.ModelProto()
@@ -526,6 +536,7 @@ def quantized_nodes(qmodel: onnx.ModelProto, candidates: set[str], op_types: set
 
 
 def count_qdq(model: onnx.ModelProto) -> dict[str, int]:
+    """How many QuantizeLinear and DequantizeLinear nodes the top-level graph holds (keys: those op names)."""
     q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
     dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
     return {"QuantizeLinear": q, "DequantizeLinear": dq}

@@ -26,6 +26,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class SensitivityReport:
+    """What sensitivity mode measured and decided.
+
+    Attributes:
+        budget: the accuracy budget held to.
+        initial: agreement of the model quantized as planned.
+        final: agreement of the model returned (``initial`` when nothing was excluded).
+        held: whether ``final`` is within the budget.
+        effects: node → {"cosine_loss": 1 − worst-output cosine with only that node quantized (1.0 when
+            non-finite), "top1_drop_points": percentage points of top-1 disagreement}.
+        excluded: the nodes excluded, worst first.
+        builds: how many quantized models were built and measured.
+    """
+
     budget: Budget
     initial: Agreement
     final: Agreement
@@ -35,6 +48,8 @@ class SensitivityReport:
     builds: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form for the plan: the budget, both agreements, the excluded nodes with their effects, every
+        effect worst first, and the number of quantize runs."""
         ranked = sorted(self.effects.items(), key=lambda kv: (-kv[1]["cosine_loss"], -kv[1]["top1_drop_points"]))
         return {
             "budget": vars(self.budget).copy(),
@@ -58,7 +73,22 @@ def search(
     threads: int | None = None,
     margin: float = 0.0,
 ) -> tuple[QuantResult, SensitivityReport]:
-    """The best model found and the report. ``build(exclude)`` quantizes with those nodes left float."""
+    """The best model found and the report. ``build(exclude)`` quantizes with those nodes left float.
+
+    Args:
+        build: node names to leave float → a quantized model.
+        reference: the FP32 model's outputs on ``data`` (output name → (N, ...) array).
+        data: held-out samples to measure on.
+        budget: what must hold (``Budget``: min cosine, max top-1 drop in points, max nodes to exclude).
+        base_exclude: the plan's exclusions, always kept.
+        all_nodes: every node name (measuring a node alone excludes all the others).
+        batch_size, threads: ONNX Runtime batch size and intra-op threads for the measurements.
+        margin: top-2 gap (logit units) a sample needs to count for top-1 (see ``Agreement``).
+
+    Returns:
+        (the last model built: within budget, or with ``max_excluded`` nodes out; the report). Costs one
+        build and run per quantized node plus one per exclusion.
+    """
     result = build(base_exclude)
     first = compare_models(reference, result.model, data, batch_size, threads, margin)
     report = SensitivityReport(budget, first, first, first.within(budget.min_cosine, budget.max_top1_drop), builds=1)

@@ -28,6 +28,7 @@ import numpy as np
 from attnx.calibration.graph import GraphIndex, session
 from attnx.core.errors import UserError
 from attnx.core.files import write_bytes
+from attnx.core.library_errors import ort_message
 
 if TYPE_CHECKING:
     import onnx
@@ -43,6 +44,12 @@ ALGORITHM_REVISION = 2  # bump when a method's arithmetic changes: old cached ta
 
 @dataclass
 class TensorRange:
+    """One tensor's calibration range, in the tensor's own units (float32 values as float).
+
+    ``min`` / ``max``: what the calibration data produced; ``lo`` / ``hi``: the range to quantize over
+    (= min / max for ``minmax``; |x| clipped symmetrically by ``percentile`` / ``entropy``).
+    """
+
     min: float  # observed
     max: float
     lo: float  # range to quantise over (clipped by the method)
@@ -54,11 +61,27 @@ class TensorRange:
         return max(abs(self.lo), abs(self.hi))
 
     def to_dict(self) -> dict[str, float]:
+        """JSON form: {"min", "max", "lo", "hi"}."""
         return {"min": self.min, "max": self.max, "lo": self.lo, "hi": self.hi}
 
 
 @dataclass
 class CalibrationTable:
+    """Per-tensor ranges of an FP32 model on calibration data, and what they were computed from.
+
+    Attributes:
+        method: "minmax" | "entropy" | "percentile".
+        percentile: the percentile of |x| kept (``method == "percentile"``), else None.
+        ranges: tensor name → ``TensorRange``, for every float activation (graph inputs, node outputs).
+        key: the cache key (:func:`cache_key`, hex SHA-256).
+        model_sha256: :func:`attnx.calibration.graph.graph_sha256` of the model calibrated.
+        data: the data's description, synthetic flag, sample count and SHA-256.
+        notes: remarks from collection (e.g. tensors that were never finite).
+
+    Stored as JSON (``FORMAT`` version ``FORMAT_VERSION``): ``calibration.json`` in an INT8 bundle, and in
+    the cache folder.
+    """
+
     method: str
     percentile: float | None
     ranges: dict[str, TensorRange]
@@ -68,6 +91,7 @@ class CalibrationTable:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form: format, version, key, method, percentile, model hash, data, notes, "tensors"."""
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -82,6 +106,12 @@ class CalibrationTable:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CalibrationTable:
+        """Read the JSON form back.
+
+        Raises:
+            ValueError: another format or version, or a range that is not a number.
+            KeyError, TypeError: a missing or mistyped field.
+        """
         if d.get("format") != FORMAT or d.get("version") != FORMAT_VERSION:
             raise ValueError(f"not an {FORMAT} v{FORMAT_VERSION} file")
         ranges = {
@@ -93,10 +123,16 @@ class CalibrationTable:
         )
 
     def save(self, path: Path) -> None:
+        """Write the JSON form to ``path`` atomically (``attnx.core.files.write_bytes``); raises OSError."""
         write_bytes(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> CalibrationTable:
+        """Read a table file.
+
+        Raises:
+            UserError: the file cannot be read, is not JSON, or is not a table of this format and version.
+        """
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -118,6 +154,7 @@ def cache_key(model_sha256: str, data_sha256: str, method: str, percentile: floa
 
 
 def cache_path(cache_dir: Path, key: str) -> Path:
+    """The cache file of a table: ``cache_dir / <first 32 hex digits of key>.json`` (not created)."""
     return Path(cache_dir) / f"{key[:32]}.json"
 
 
@@ -133,7 +170,15 @@ def cached_or_collect(
     threads: int | None = None,
     progress: bool = False,
 ) -> tuple[CalibrationTable, bool, list[str]]:
-    """The table from the cache when its key matches, else collected (and cached). Returns (table, hit, notes)."""
+    """The table from the cache when its key matches, else collected (and cached). Returns (table, hit, notes).
+
+    A cached file that is unreadable or does not cover every activation tensor is recollected (and said in
+    the notes); a cache that cannot be written is a note too, never an error. ``cache_dir`` None: no
+    cache. ``batch_size`` samples per ONNX Runtime run; ``threads`` its intra-op threads.
+
+    Raises:
+        UserError: ONNX Runtime refuses the calibration data (shape or type), see :func:`collect_ranges`.
+    """
     data_sha = data.sha256()
     pct = percentile if method == "percentile" else None
     key = cache_key(model_sha256, data_sha, method, pct)
@@ -169,7 +214,14 @@ def collect_ranges(
     threads: int | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, TensorRange], list[str]]:
-    """Run the data through an augmented FP32 graph and reduce every float tensor to a range."""
+    """Run the data through an augmented FP32 graph and reduce every float tensor to a range.
+
+    Returns (tensor name → ``TensorRange``, notes). Non-finite values are left out of the ranges (and
+    named in the notes). ``minmax`` takes one pass over the data, the histogram methods two.
+
+    Raises:
+        UserError: ONNX Runtime fails on a batch (the message names the feed shapes and the fix).
+    """
     tensors = index.activation_tensors()
     sess = session(_augmented(model, tensors, index), threads=threads, optimize=False)
     n_batches = math.ceil(data.count / batch_size)
@@ -244,8 +296,6 @@ def _run(sess: Any, tensors: list[str], feed: dict[str, np.ndarray]) -> Iterable
     try:
         outs = sess.run(tensors, feed)
     except Exception as exc:  # ORT raises its own types; a bad feed is the user's data
-        from attnx.core.library_errors import ort_message
-
         shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feed.items())
         fix = "pass the shape it was exported at (--input-shape / --calib input_shape=CxHxW), or re-export it"
         raise UserError(f"the model rejects calibration data ({shapes}): {ort_message(exc, fix=fix)}") from None

@@ -12,12 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from attnx.core.errors import UserError
+from attnx.deploy.bundle.engine import Engine
+from attnx.exporters.digits import digits
 
 DATASETS = ("digits",)
 
 
 @dataclass
 class Accuracy:
+    """Top-1 of one bundle: ``name`` (the bundle folder's name), ``top1`` in percent [0, 100], ``correct`` of
+    ``samples`` test images."""
+
     name: str
     top1: float  # percent
     correct: int
@@ -26,10 +31,23 @@ class Accuracy:
 
 def evaluate_bundle(bundle: Path, dataset: str = "digits", batch_size: int = 8, threads: int | None = None,
                     allow_failed_parity: bool = False) -> Accuracy:  # fmt: skip
-    """Top-1 of a classifier bundle on ``dataset``'s test split, fed in batches within the bundle's profile."""
-    from attnx.deploy.bundle.engine import Engine
-    from attnx.exporters.digits import digits
+    """Top-1 of a classifier bundle on ``dataset``'s test split, fed in batches within the bundle's profile.
 
+    The digits test split is upsampled to the bundle's fixed (C, H, W) and normalised as the zoo was
+    trained; a static batch is padded with zeros (padding predictions dropped). The first output must be
+    (N, classes) logits or probabilities.
+
+    Args:
+        bundle: the bundle folder.
+        dataset: "digits" (``DATASETS``).
+        batch_size: samples per run, capped by the profile's max batch; a static batch axis wins.
+        threads: CPU intra-op threads (backend default when None).
+        allow_failed_parity: run a bundle whose build-time parity check failed.
+
+    Raises:
+        UserError: an unknown dataset; the bundle cannot be loaded (``Engine.load``); its input is not a
+            fixed C×H×W image or its first output is not rank 2.
+    """
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset '{dataset}': choose one of {', '.join(DATASETS)}")
     with Engine.load(bundle, threads=threads, allow_failed_parity=allow_failed_parity) as engine:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attnx.core.errors import UserError
+from attnx.exporters.trt_support import TRT_TARGETS
 
 if TYPE_CHECKING:
     import onnx
@@ -243,7 +244,7 @@ def mha_weights_unused(model: nn.Module, x: torch.Tensor) -> bool:
 
     if not any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
         return False
-    from attnx.deploy.backends.torch.runner import flatten_outputs
+    from attnx.deploy.backends.torch.runner import flatten_outputs  # imports torch
 
     with torch.no_grad():
         ref = flatten_outputs(model(x))
@@ -282,6 +283,10 @@ def exporting(form: str, opset: int, exporter: str, mha_fused: bool = False) -> 
 
 
 def count_fused(proto: onnx.ModelProto) -> dict[str, int]:
+    """How many fused nodes (Attention, RMSNormalization, RotaryEmbedding) of the default domain ``proto`` holds.
+
+    Returns a count for every op type in ``FUSED_OP_TYPES`` (0 when absent); subgraphs are not counted.
+    """
     counts = {op: 0 for op in FUSED_OP_TYPES}
     for node in proto.graph.node:
         if node.domain in ("", "ai.onnx") and node.op_type in counts:
@@ -346,8 +351,6 @@ def attention_node_support(node: Any, target: str, ranks: dict[str, int] | None 
 
 def refine_report(report: Any, proto: onnx.ModelProto) -> None:
     """Rewrite the op report's rows for Attention / RMSNormalization / RotaryEmbedding with per-node checks."""
-    from attnx.exporters.trt_support import TRT_TARGETS
-
     target = report.target
     if target not in TRT_TARGETS and target != "ort" and not target.startswith(("ort", "openvino", "trt")):
         return

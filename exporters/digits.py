@@ -27,19 +27,26 @@ def load_digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     return (x_train, y_train.astype(np.int64)) if split == "train" else (x_test, y_test.astype(np.int64))
 
 
-def to_model_input(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """(N, 8, 8) → (N, C, H, W) float32: bilinear upsampling, channels replicated, normalised."""
+def to_model_input(images: np.ndarray, sample_shape: tuple[int, int, int]) -> np.ndarray:
+    """(N, 8, 8) float32 in [0, 1] → (N, C, H, W) float32 for ``sample_shape`` (C, H, W), no batch.
+
+    Bilinear upsampling to H×W, the channel replicated C times, normalised with ``MEAN`` and ``STD``.
+    """
     import torch
     import torch.nn.functional as F
 
-    c, h, w = shape
+    c, h, w = sample_shape
     x = torch.from_numpy(images)[:, None]
     x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
     x = ((x - MEAN) / STD).expand(-1, c, -1, -1)
     return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
 
-def digits(split: str, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The digits ``split`` as model inputs of ``shape`` (C, H, W) and labels."""
+def digits(split: str, sample_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The digits ``split`` ("train" or "test") as model inputs and labels.
+
+    Returns (inputs (N, C, H, W) float32, labels (N,) int64) for ``sample_shape`` (C, H, W), no batch.
+    Raises ValueError for another split.
+    """
     images, labels = load_digits_split(split)
-    return to_model_input(images, shape), labels
+    return to_model_input(images, sample_shape), labels

@@ -7,6 +7,7 @@ step has passed, so a failed export never leaves a half-written model behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -17,12 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, name_destination
+from attnx.core.library_errors import shorten
+from attnx.core.onnx_files import load_onnx  # noqa: F401  (re-exported: its home is attnx.core.onnx_files)
+from attnx.exporters import attention_form
+
+# ExportOptions and the option checks are imported by the CLI, which must start fast: the attnx modules that
+# import torch (exporters.ops, backends.torch.runner) or numpy (exporters.verify, plugins.registry) are
+# imported inside the functions that use them.
 
 if TYPE_CHECKING:
     import onnx
     import torch
     from torch import nn
+
+    from attnx.exporters.verify import BakedNode
 
 SUPPORTED_OPSETS = (16, 17, 18, 19, 20, 21, 22, 23)  # 23: the Attention op (see attnx.exporters.attention_form)
 DEFAULT_OPSET = 17
@@ -41,6 +51,12 @@ IR_VERSION_MAX = 10  # ONNX Runtime 1.18+ reads IR ≤ 10; onnx 1.23 would write
 
 @dataclass
 class ExportOptions:
+    """How to export: the example input's full shape and the ONNX graph's settings.
+
+    ``input_shape`` is the whole example input, batch included (N, C, H, W for images); ``dynamic_batch`` and
+    ``dynamic_hw`` make axis 0 and axes 2-3 symbolic. :meth:`validate` checks the choices.
+    """
+
     input_shape: tuple[int, ...]  # full shape of the example input, batch included
     dynamic_batch: bool = True
     dynamic_hw: bool = False
@@ -54,6 +70,12 @@ class ExportOptions:
     mha_fused: bool = False  # set by the export: nn.MultiheadAttention called without weights (fused form)
 
     def validate(self) -> None:
+        """Check the opset, the exporter and the shape against what attnx supports.
+
+        Raises:
+            UserError: an unsupported opset, an unknown exporter or attention form, or ``dynamic_hw``
+                without a 4-D shape.
+        """
         if self.opset not in SUPPORTED_OPSETS:
             raise UserError(f"opset {self.opset} is not supported: choose {SUPPORTED_OPSETS[0]}–{SUPPORTED_OPSETS[-1]}")
         if self.exporter not in EXPORTER_CHOICES:
@@ -84,7 +106,7 @@ def choose_plugin_ops(mode: str, target: str) -> tuple[frozenset[str], dict[str,
     """
     if mode not in PLUGIN_MODES:
         raise UserError(f"unknown --plugins '{mode}': choose one of {', '.join(PLUGIN_MODES)}")
-    from attnx.plugins.spec import OPS, plugin_needed
+    from attnx.plugins.registry import OPS, plugin_needed
 
     reasons: dict[str, str] = {}
     chosen: set[str] = set()
@@ -110,6 +132,11 @@ def choose_plugin_ops(mode: str, target: str) -> tuple[frozenset[str], dict[str,
 
 @dataclass
 class ExportResult:
+    """What :func:`export_onnx` wrote: the file, its I/O names, opset and exporter, and the shapes checked.
+
+    ``checked_shapes`` are full input shapes (N, C, H, W) where ONNX Runtime matched PyTorch.
+    """
+
     path: Path
     input_names: list[str]
     output_names: list[str]
@@ -123,12 +150,11 @@ class ExportResult:
 
 
 def output_names_for(n_outputs: int) -> list[str]:
+    """The ONNX output names attnx gives a model with ``n_outputs`` outputs: ``output``, or ``output_0`` ..."""
     return ["output"] if n_outputs == 1 else [f"output_{i}" for i in range(n_outputs)]
 
 
 def _shorten(text: str) -> str:
-    from attnx.core.library_errors import shorten
-
     return shorten(text)
 
 
@@ -157,8 +183,6 @@ def export_onnx(
     metadata: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out_path``; check, infer shapes, simplify; return what was written."""
-    import dataclasses
-
     import torch
 
     from attnx.exporters.verify import check_shapes, fmt_shape
@@ -182,8 +206,6 @@ def export_onnx(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.parent / f".{out_path.name}.{os.getpid()}.tmp"
     order = list(AUTO_ORDER) if options.exporter == "auto" else [options.exporter]
-    from attnx.exporters import attention_form
-
     options, attention_why = attention_form.resolve_options(model, x, options)
     metadata["attnx.attention"] = options.attention
     if options.attention == "fused":
@@ -212,8 +234,6 @@ def export_onnx(
             raise UserError(_refusal_message(model, options, order, refused, input_names, output_names, model_label,
                                              metadata, shapes, tmp))  # fmt: skip
     except OSError as exc:
-        from attnx.core.errors import name_destination
-
         name_destination(exc, out_path, tmp)  # the user's path, not the hidden work file's (or none)
         raise
     finally:
@@ -251,9 +271,7 @@ def export_raw(model: nn.Module, path: Path, options: ExportOptions, shape: tupl
 
         with torch.no_grad():
             output_names = output_names_for(len(flatten_outputs(model(x))))
-    from attnx.exporters.attention_form import exporting
-
-    with exporting(options.attention, options.opset, options.exporter, options.mha_fused):
+    with attention_form.exporting(options.attention, options.opset, options.exporter, options.mha_fused):
         if options.exporter == "torchscript":
             _export_torchscript(model, x, path, options, input_names, output_names, model_label)
         else:
@@ -275,7 +293,7 @@ def _export_checked(model: nn.Module, tmp: Path, options: ExportOptions, input_n
     proto = finalize(proto, simplify=options.simplify, metadata=metadata)
     onnx.save(proto, str(tmp))
     if options.verify and not options.plugin_ops:  # custom nodes need their plugins: checked by parity
-        from attnx.exporters.verify import fixed_node, locate_fixed_size, refusal, run_checks
+        from attnx.exporters.verify import fixed_node, refusal, run_checks
 
         verification = run_checks(model, tmp, shapes)
         if not verification.passed:
@@ -292,12 +310,29 @@ def _export_checked(model: nn.Module, tmp: Path, options: ExportOptions, input_n
     return proto, notes
 
 
+def locate_fixed_size(model: nn.Module, options: ExportOptions, other: tuple[int, ...], work: Path) -> BakedNode | None:
+    """Export again at ``other`` (same exporter, same dynamic axes) and find the node that differs.
+
+    ``other`` is a full input shape (N, C, H, W). Returns the node whose constant input holds a size baked from
+    the export shape, or None when the exports cannot be compared (the diagnosis is best effort: never raises).
+    """
+    import onnx
+
+    from attnx.exporters.verify import find_baked_node
+
+    try:
+        pa, pb = work / "at_export.onnx", work / "at_other.onnx"
+        export_raw(model, pa, options, tuple(options.input_shape))
+        export_raw(model, pb, dataclasses.replace(options, input_shape=tuple(other)), tuple(other))
+        return find_baked_node(onnx.load(str(pa)), onnx.load(str(pb)))
+    except (UserError, Exception):  # the diagnosis is best effort: the refusal itself stands
+        return None
+
+
 def _refusal_message(model: nn.Module, options: ExportOptions, order: list[str], refused: list[tuple[str, str]],
                      input_names: list[str], output_names: list[str], model_label: str, metadata: dict[str, str],
                      shapes: list[tuple[int, ...]], tmp: Path) -> str:  # fmt: skip
     """Every exporter tried failed: their reasons, and the option that works when there is one."""
-    import dataclasses
-
     from attnx.exporters.verify import fmt_shape
 
     reasons = "; ".join(f"{e}: {r}" for e, r in refused)
@@ -420,8 +455,6 @@ _BOILERPLATE = (re.compile(r"\s*Please feel free to request support.*?(?:issues|
 
 def export_reason(exc: BaseException) -> str:
     """The exporter's whole reason, without the boilerplate and the graph dump around it (never cut mid-word)."""
-    from attnx.core.library_errors import shorten
-
     text = str(exc).strip() or type(exc).__name__
     for pattern in _BOILERPLATE:
         text = pattern.sub("", text)
@@ -580,27 +613,16 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _register_custom_schemas(proto: onnx.ModelProto) -> None:
     """Plugin-form models carry attnx nodes; their schemas must be known to onnx before checking."""
     if any(node.domain == "attnx" for node in proto.graph.node):
-        from attnx.plugins.spec import register_onnx_schemas
+        from attnx.plugins.registry import register_onnx_schemas
 
         register_onnx_schemas()
 
 
-def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    """A model as given, or loaded from a path; a missing or unreadable file is a one-line user error."""
-    import onnx
-
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise UserError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
-
-
 def read_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of the ONNX file at ``path`` as a dict (external data is not loaded).
+
+    Raises whatever ``onnx.load`` raises for a missing or corrupt file.
+    """
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)

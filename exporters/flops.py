@@ -9,11 +9,14 @@ if TYPE_CHECKING:
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters (elements of every parameter tensor, trainable or not)."""
     return sum(p.numel() for p in model.parameters())
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass (torch's FLOP counter counts 2 FLOPs per MAC).
+    """Multiply-accumulates of one forward pass on zeros of ``input_shape`` (N, C, H, W: batch included).
+
+    torch's FLOP counter counts 2 FLOPs per MAC; this returns MACs (what most vision papers call "FLOPs").
 
     Counts matrix products and convolutions (where papers count too); element-wise ops are left out.
     """

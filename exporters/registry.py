@@ -12,7 +12,7 @@ import difflib
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,22 +34,39 @@ class PaperFigures:
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """One zoo model: its builder and what it takes.
+
+    ``name`` is the primary name (as the paper or timm spells it); ``aliases`` are older attnx names that
+    resolve to the same builder (ONNX metadata and bundle manifests written by older versions name them).
+    Shapes are per sample, without the batch: ``sample_shape`` is (C, H, W) of the default configuration.
+    """
+
     name: str
     builder: Callable[..., nn.Module]
     task: str  # "classification" | "segmentation" | "detection"
     family: str  # attention family, e.g. "channel", "spatial", "self-attention"
     paper: str  # short citation
-    input_shape: tuple[int, int, int]  # (C, H, W) of the default (small) configuration
-    dynamic_hw: bool = True  # True if H and W may differ from input_shape at run time
+    sample_shape: tuple[int, int, int]  # (C, H, W) of the default (small) configuration, no batch
+    dynamic_hw: bool = True  # True if H and W may differ from sample_shape at run time
     configs: tuple[str, ...] = ("tiny",)  # first is the default
-    config_input_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    config_sample_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # (C, H, W) by config
     paper_figures: dict[str, PaperFigures] = field(default_factory=dict)
     description: str = ""
+    aliases: tuple[str, ...] = ()
 
-    def input_shape_for(self, config: str | None) -> tuple[int, int, int]:
-        return self.config_input_shapes.get(config or self.configs[0], self.input_shape)
+    def sample_shape_for(self, config: str | None) -> tuple[int, int, int]:
+        """(C, H, W) of one input sample for ``config`` (None: the default config); no batch axis."""
+        return self.config_sample_shapes.get(config or self.configs[0], self.sample_shape)
+
+    def input_shape_for(self, config: str | None, batch: int = 1) -> tuple[int, int, int, int]:
+        """The full input shape (N, C, H, W) for ``config`` (None: the default config) at batch ``batch``."""
+        return (batch, *self.sample_shape_for(config))
 
     def build(self, config: str | None = None, **kwargs: Any) -> nn.Module:
+        """A new model in the given config (None: the default), with fresh (unseeded) weights.
+
+        ``kwargs`` go to the builder (e.g. ``num_classes``). Raises UserError for a config the model lacks.
+        """
         config = config or self.configs[0]
         if config not in self.configs:
             raise UserError(
@@ -59,6 +76,7 @@ class ZooEntry:
 
 
 _ZOO: dict[str, ZooEntry] = {}
+_ALIASES: dict[str, str] = {}  # old name -> primary name
 
 
 def register_model(
@@ -67,17 +85,23 @@ def register_model(
     task: str,
     family: str,
     paper: str,
-    input_shape: tuple[int, int, int],
+    sample_shape: tuple[int, int, int],
     dynamic_hw: bool = True,
     configs: tuple[str, ...] = ("tiny",),
-    config_input_shapes: dict[str, tuple[int, int, int]] | None = None,
+    config_sample_shapes: dict[str, tuple[int, int, int]] | None = None,
     paper_figures: dict[str, PaperFigures] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: register ``builder(config=..., **kwargs) -> nn.Module`` under ``name``."""
+    """Decorator: register ``builder(config=..., **kwargs) -> nn.Module`` under ``name`` (and its ``aliases``).
+
+    ``sample_shape`` and ``config_sample_shapes`` are (C, H, W), without the batch. The builder's docstring's
+    first line becomes the zoo description. Raises ValueError when a name or alias is already taken.
+    """
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _ZOO:
-            raise ValueError(f"zoo name '{name}' registered twice")
+        for n in (name, *aliases):
+            if n in _ZOO or n in _ALIASES:
+                raise ValueError(f"zoo name '{n}' registered twice")
         doc = (builder.__doc__ or "").strip().splitlines()
         _ZOO[name] = ZooEntry(
             name=name,
@@ -85,39 +109,78 @@ def register_model(
             task=task,
             family=family,
             paper=paper,
-            input_shape=input_shape,
+            sample_shape=sample_shape,
             dynamic_hw=dynamic_hw,
             configs=configs,
-            config_input_shapes=dict(config_input_shapes or {}),
+            config_sample_shapes=dict(config_sample_shapes or {}),
             paper_figures=dict(paper_figures or {}),
             description=doc[0] if doc else "",
+            aliases=tuple(aliases),
         )
+        _ALIASES.update({a: name for a in aliases})
         return builder
 
     return wrap
 
 
-def zoo() -> dict[str, ZooEntry]:
-    """All registered models, by name (importing the model modules registers them)."""
+class Zoo(Mapping[str, ZooEntry]):
+    """The zoo's entries: iterates the primary names (sorted); looking up accepts an alias too."""
+
+    def __init__(self, entries: dict[str, ZooEntry], aliases: dict[str, str]) -> None:
+        self._entries = dict(sorted(entries.items()))
+        self._aliases = dict(aliases)
+
+    def __getitem__(self, name: str) -> ZooEntry:
+        return self._entries[self._aliases.get(name, name)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Old name -> primary name."""
+        return dict(self._aliases)
+
+
+def zoo() -> Zoo:
+    """All registered models, by primary name (importing the model modules registers them); aliases resolve."""
     importlib.import_module("attnx.exporters.models")
-    return dict(sorted(_ZOO.items()))
+    return Zoo(_ZOO, _ALIASES)
+
+
+def canonical_name(name: str) -> str:
+    """The primary zoo name for ``name`` (a primary name or an alias). Raises UserError for an unknown name."""
+    return get_entry(name).name
 
 
 def get_entry(name: str) -> ZooEntry:
+    """The zoo entry ``name`` (a primary name or an alias) names.
+
+    Raises:
+        UserError: no entry has that name or alias (the message suggests close names).
+    """
     entries = zoo()
     if name in entries:
         return entries[name]
-    close = difflib.get_close_matches(name, entries, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, [*entries, *entries.aliases], n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run 'attnx zoo' to list them"
     raise UserError(f"unknown model '{name}': {hint}")
 
 
 @dataclass
 class ResolvedModel:
+    """A built model (eval mode) and what is known about its input."""
+
     model: nn.Module
-    spec: str
+    spec: str  # as given (a zoo alias stays an alias: it is what ONNX metadata records)
     entry: ZooEntry | None  # None for models from outside the zoo
-    input_shape: tuple[int, int, int] | None  # (C, H, W) default, if known
+    sample_shape: tuple[int, int, int] | None  # (C, H, W) of one sample, no batch; None when unknown
 
 
 INIT_SEED = 0
@@ -169,7 +232,7 @@ def _resolve(spec: str, config: str | None = None, **kwargs: Any) -> ResolvedMod
         return ResolvedModel(model.eval(), spec, None, None)
     entry = get_entry(spec)
     model = entry.build(config, **kwargs)
-    return ResolvedModel(model.eval(), spec, entry, entry.input_shape_for(config))
+    return ResolvedModel(model.eval(), spec, entry, entry.sample_shape_for(config))
 
 
 def is_zoo_name(spec: str) -> bool:

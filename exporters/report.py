@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attnx.core.errors import UserError
+from attnx.exporters.attention_form import refine_report
+from attnx.exporters.trt_support import TARGETS, op_support, refine_by_attributes
 
 if TYPE_CHECKING:
     import onnx
@@ -17,6 +19,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class OpRow:
+    """One op type of an exported graph: how many nodes use it and whether the target runs it.
+
+    ``status`` is "ok", "restricted" (runs with conditions, in ``note``), "unsupported" or "plugin".
+    """
+
     op_type: str
     domain: str
     count: int
@@ -26,6 +33,8 @@ class OpRow:
 
 @dataclass
 class OpReport:
+    """Which op types an exported graph holds and whether ``target`` runs each (see :func:`op_report`)."""
+
     model: str
     target: str
     opset: int
@@ -40,9 +49,11 @@ class OpReport:
 
     @property
     def plugins(self) -> list[OpRow]:
+        """Ops the target runs through an attnx plugin."""
         return [r for r in self.ops if r.status == "plugin"]
 
     def to_dict(self) -> dict:
+        """The report as JSON-ready data, with a ``summary`` (op type count, unsupported and plugin op types)."""
         d = asdict(self)
         d["summary"] = {
             "op_types": len(self.ops),
@@ -52,6 +63,7 @@ class OpReport:
         return d
 
     def save(self, path: Path) -> None:
+        """Write :meth:`to_dict` as JSON to ``path`` (atomically: a temporary file, then a rename)."""
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(tmp, path)
@@ -69,8 +81,14 @@ def _all_nodes(graph: onnx.GraphProto):  # type: ignore[no-untyped-def]
 
 
 def op_report(proto: onnx.ModelProto, target: str, model: str = "") -> OpReport:
-    from attnx.exporters.trt_support import TARGETS, op_support
+    """The op report of ``proto`` for ``target`` (one of ``attnx.exporters.trt_support.TARGETS``).
 
+    Counts every node (subgraphs included) by op type, rates each type for the target and opset, then refines
+    the rows per node by attribute (Einsum, Resize, GridSample, Pad, Attention, ...). ``model`` is a label.
+
+    Raises:
+        UserError: an unknown target.
+    """
     if target not in TARGETS:
         raise UserError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -79,10 +97,8 @@ def op_report(proto: onnx.ModelProto, target: str, model: str = "") -> OpReport:
     for (domain, op_type), count in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0][1])):
         status, note = op_support(op_type, domain, target, opset)
         report.ops.append(OpRow(op_type, domain, count, status, note))
-    from attnx.exporters.trt_support import refine_by_attributes
 
     refine_by_attributes(report, proto)  # Einsum / Resize / GridSample / Pad / constant inputs: per node, by attribute
-    from attnx.exporters.attention_form import refine_report
 
     refine_report(report, proto)  # Attention / RMSNormalization / RotaryEmbedding: per version and attribute
     return report

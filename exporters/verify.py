@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attnx.core.errors import UserError
-
 if TYPE_CHECKING:
     import onnx
     from torch import nn
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
 
 
 def fmt_shape(shape: tuple[int, ...] | list[int]) -> str:
+    """A shape as the CLI writes it: ``(2, 3, 64, 64)`` -> ``"2x3x64x64"``."""
     return "x".join(map(str, shape))
 
 
@@ -79,6 +78,8 @@ def check_shapes(model: nn.Module, shape: tuple[int, ...], dynamic_batch: bool,
 
 @dataclass
 class ShapeCheck:
+    """PyTorch vs ONNX Runtime at one full input shape (N, C, H, W): passed, or why not and where."""
+
     shape: tuple[int, ...]
     passed: bool
     detail: str = ""  # why it failed: ONNX Runtime's error, or the output that differs
@@ -87,17 +88,22 @@ class ShapeCheck:
 
 @dataclass
 class Verification:
+    """The shape checks of one export (:func:`run_checks`), in the order they ran."""
+
     checks: list[ShapeCheck] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
+        """True when every shape checked passed."""
         return all(c.passed for c in self.checks)
 
     @property
     def first_failure(self) -> ShapeCheck | None:
+        """The first failed check, or None."""
         return next((c for c in self.checks if not c.passed), None)
 
     def shapes_text(self) -> str:
+        """The shapes checked, as ``"1x3x64x64, 3x3x40x56"``."""
         return ", ".join(fmt_shape(c.shape) for c in self.checks)
 
 
@@ -106,12 +112,12 @@ def run_checks(model: nn.Module, onnx_path: Path, shapes: list[tuple[int, ...]])
     import torch
 
     from attnx.core.library_errors import ort_message
-    from attnx.deploy.backends.onnxrt.runner import open_session
+    from attnx.deploy.backends.onnxrt.session import make_session
     from attnx.deploy.backends.torch.runner import flatten_outputs
     from attnx.deploy.parity.compare import compare_output, policy
 
     tol = policy("fp32")
-    session = open_session(Path(onnx_path), ["CPUExecutionProvider"], threads=None)
+    session = make_session(Path(onnx_path))
     names = [o.name for o in session.get_outputs()]
     input_name = session.get_inputs()[0].name
     result = Verification()
@@ -181,6 +187,12 @@ def _describe_const(a: np.ndarray) -> str:
 
 @dataclass
 class BakedNode:
+    """A node whose constant input holds a size baked from the export shape.
+
+    ``module`` is the PyTorch module that made it (None if unknown); ``at_export`` and ``at_other`` describe the
+    constant in the two exports (``at_other`` empty when only one export was inspected).
+    """
+
     name: str
     op: str
     module: str | None
@@ -237,23 +249,6 @@ def fixed_node(proto: onnx.ModelProto, name: str) -> BakedNode | None:
                 return BakedNode(node.name or name, node.op_type, module_of(node),
                                  _describe_const(consts[node.input[idx]]), "")  # fmt: skip
     return None
-
-
-def locate_fixed_size(model: nn.Module, options: ExportOptions, other: tuple[int, ...], work: Path) -> BakedNode | None:
-    """Export again at ``other`` (same exporter, same dynamic axes) and find the node that differs."""
-    import dataclasses
-
-    import onnx
-
-    from attnx.exporters.export import export_raw
-
-    try:
-        pa, pb = work / "at_export.onnx", work / "at_other.onnx"
-        export_raw(model, pa, options, tuple(options.input_shape))
-        export_raw(model, pb, dataclasses.replace(options, input_shape=tuple(other)), tuple(other))
-        return find_baked_node(onnx.load(str(pa)), onnx.load(str(pb)))
-    except (UserError, Exception):  # the diagnosis is best effort: the refusal itself stands
-        return None
 
 
 def refusal(options: ExportOptions, verification: Verification, baked: BakedNode | None) -> str:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, as lowercase hex (read in 1 MiB chunks). Raises OSError if unreadable."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -10,10 +10,12 @@ from typing import Any
 import onnx
 from onnx import helper
 
-from attnx.plugins.spec import DOMAIN, OpSpec, SpecError, get, register_onnx_schemas
+from attnx.plugins.registry import get, register_onnx_schemas
+from attnx.plugins.spec import DOMAIN, OpSpec, SpecError
 
 
 def load(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelProto:
+    """A copy of ``model`` (callers may rewrite it), or the model loaded from a path (raises as ``onnx.load``)."""
     if isinstance(model, onnx.ModelProto):
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
@@ -35,6 +37,8 @@ def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
 
 @dataclass
 class CheckedNode:
+    """An attnx node checked against its spec: the resolved attributes (spec order) and the input element type."""
+
     node: onnx.NodeProto
     spec: OpSpec
     attrs: dict[str, Any]  # resolved, in spec order

@@ -4,7 +4,7 @@ Triton picks interpreter or compiler when a kernel is decorated, for the whole p
 ``TRITON_INTERPRET=1`` set before ``import triton``, ``@triton.jit`` kernels run on CPU tensors
 (numpy underneath) and cannot be compiled; without it they compile (for any architecture, no GPU
 needed) but cannot run on the CPU. Tests therefore interpret in-process and compile in a
-subprocess (``python -m attnx.plugins.aot``).
+subprocess (``python -m attnx.deploy.tools.plugin_aot``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ TRITON_DTYPES = {"float32": "fp32", "float16": "fp16"}
 
 
 def interpreting() -> bool:
+    """True when ``TRITON_INTERPRET`` is set (kernels run on CPU tensors in Triton's interpreter)."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
@@ -64,7 +65,8 @@ def compile_kernel(
 ) -> Any:
     """Compile for ``sm_<arch>`` without a GPU; returns Triton's CompiledKernel (asm: ptx, cubin)."""
     if hasattr(kernel, "rewrite"):
-        raise RuntimeError("cannot compile Triton kernels with TRITON_INTERPRET=1: run `python -m attnx.plugins.aot`")
+        raise RuntimeError("cannot compile Triton kernels with TRITON_INTERPRET=1: run "
+                           "`python -m attnx.deploy.tools.plugin_aot`")
     src = ASTSource(fn=kernel, signature=signature(kernel, pointer_dtype, scalars, constexprs), constexprs=constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(COMPILE_OPTIONS))
     # TensorRT launches with the plugin's arguments only; Triton's trailing scratch pointers must

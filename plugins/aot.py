@@ -1,8 +1,8 @@
 """Ahead-of-time compilation of every attnx Triton kernel for sm_80 and sm_90 (no GPU needed).
 
-    python -m attnx.plugins.aot                 # representative variant per op, FP32 + FP16, sm_80 + sm_90
-    python -m attnx.plugins.aot --all           # every mode x padding x align_corners variant
-    python -m attnx.plugins.aot --json --out DIR  # machine-readable sizes; PTX and cubin files in DIR
+    python -m attnx.deploy.tools.plugin_aot                   # a representative variant per op, FP32 + FP16
+    python -m attnx.deploy.tools.plugin_aot --all             # every mode x padding x align_corners variant
+    python -m attnx.deploy.tools.plugin_aot --json --out DIR  # machine-readable sizes; PTX and cubin in DIR
 
 Kernels are specialised on their attributes (TensorRT compiles the variant a node needs at engine
 build); the table reports the size of each variant's PTX (what the plugin hands TensorRT) and
@@ -11,15 +11,15 @@ cubin (what ptxas makes of it for that architecture).
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from attnx.plugins.grid_sample.spec import MODES, PADDING_MODES
+from attnx.plugins.registry import ops
 
 ARCHS = (80, 90)
 DTYPES = ("float32", "float16")
@@ -27,6 +27,8 @@ DTYPES = ("float32", "float16")
 
 @dataclass
 class KernelBuild:
+    """One AOT-compiled kernel variant: op, attributes, dtype, architecture, PTX/cubin sizes (bytes), time (s)."""
+
     op: str
     variant: str
     dtype: str
@@ -42,8 +44,6 @@ class KernelBuild:
 def _sampling_variants(everything: bool) -> list[dict[str, Any]]:
     if not everything:
         return [{"mode": "bicubic", "padding_mode": "reflection", "align_corners": 1}]
-    from attnx.plugins.grid_sample.spec import MODES, PADDING_MODES
-
     return [
         {"mode": m, "padding_mode": p, "align_corners": a}
         for m, p, a in itertools.product(MODES, PADDING_MODES, (0, 1))
@@ -60,6 +60,7 @@ def variants(op: str, everything: bool = False) -> list[dict[str, Any]]:
 
 
 def _compile(op: str, v: dict[str, Any], dtype: str, arch: int) -> Any:
+    # The kernel modules import triton: loaded only when compiling.
     if op == "GridSample":
         from attnx.plugins.grid_sample import kernel as gk
 
@@ -86,8 +87,6 @@ def compile_all(
     out_dir: str | None = None,
 ) -> list[KernelBuild]:
     """Compile each op's variants for each dtype and architecture; optionally write .ptx/.cubin."""
-    from attnx.plugins.spec import ops
-
     builds = []
     for op in ops():
         for v, dtype, arch in itertools.product(variants(op, everything), dtypes, archs):
@@ -128,26 +127,3 @@ def format_table(builds: Sequence[KernelBuild]) -> str:
             f"{b.num_warps} | {b.shared_bytes} | {b.seconds} |"
         )
     return "\n".join(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attnx.plugins.aot", description=__doc__.splitlines()[0])
-    p.add_argument("--arch", type=int, nargs="+", default=list(ARCHS), help="compute capabilities (80 90)")
-    p.add_argument("--dtype", nargs="+", default=list(DTYPES), choices=DTYPES)
-    p.add_argument("--all", action="store_true", help="every attribute variant, not one per op")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--out", help="write each kernel's .ptx and .cubin here")
-    args = p.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("attnx.plugins.aot: unset TRITON_INTERPRET (the interpreter cannot compile kernels)", file=sys.stderr)
-        return 2
-    builds = compile_all(args.arch, args.dtype, args.all, args.out)
-    if args.json:
-        print(json.dumps([asdict(b) for b in builds], indent=1))
-    else:
-        print(format_table(builds))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attnx.plugins.spec import DOMAIN, OpSpec, get
+from attnx.plugins.registry import get
+from attnx.plugins.spec import DOMAIN, OpSpec
 
 # What torch.onnx.export needs for models with attnx nodes.
 CUSTOM_OPSETS: dict[str, int] = {DOMAIN: 1}
@@ -126,6 +127,11 @@ def grid_sample(
     padding_mode: str = "zeros",
     align_corners: bool = False,
 ) -> torch.Tensor:
+    """``F.grid_sample`` that exports as one ``attnx::GridSample`` node (TorchScript exporter).
+
+    ``x`` (N, C, H, W) and ``grid`` (N, Ho, Wo, 2) in [-1, 1], FP32 or FP16; returns (N, C, Ho, Wo) in x's dtype.
+    Raises SpecError for bad attributes or ranks (the op's spec).
+    """
     a = _check(
         get("GridSample"), [x, grid], {"mode": mode, "padding_mode": padding_mode, "align_corners": int(align_corners)}
     )
@@ -141,6 +147,11 @@ def affine_grid_sample(
     padding_mode: str = "zeros",
     align_corners: bool = False,
 ) -> torch.Tensor:
+    """``F.grid_sample(x, F.affine_grid(theta, ...))`` as one ``attnx::AffineGridSample`` node.
+
+    ``x`` (N, C, H, W), ``theta`` (N, 2, 3); ``out_hw`` (Ho, Wo), None for the input's H, W. Returns
+    (N, C, Ho, Wo) in x's dtype. Raises SpecError for bad attributes or ranks.
+    """
     out_h, out_w = (int(out_hw[0]), int(out_hw[1])) if out_hw is not None else (0, 0)
     attrs = {
         "out_h": out_h,
@@ -157,6 +168,11 @@ def affine_grid_sample(
 
 
 def double_norm(attn: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """External Attention's double normalisation as one ``attnx::DoubleNorm`` node.
+
+    ``attn`` (N, P, S) logits: softmax over P, then division by ``eps`` + the sum over S. Returns (N, P, S).
+    Raises SpecError for a bad ``eps`` or rank.
+    """
     a = _check(get("DoubleNorm"), [attn], {"eps": eps})
     out: torch.Tensor = _DoubleNorm.apply(attn, a["eps"])
     return out

@@ -10,7 +10,7 @@ FP32, as the TensorRT kernels do). The Python ops call the NumPy references.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from attnx.plugins._onnx_graph import check_nodes, graphs, load, set_attrs, set_opset
-from attnx.plugins.spec import DOMAIN, ORT_CONTRIB_DOMAIN, OpSpec, ops
+from attnx.plugins.registry import ops
+from attnx.plugins.spec import DOMAIN, ORT_CONTRIB_DOMAIN, OpSpec
 
 PREFIX = "attnx_"
 _registered = False
@@ -101,21 +102,19 @@ def _rewrite(node: onnx.NodeProto, spec: OpSpec, attrs: dict[str, Any], elem_typ
     return [*pre, new, *post]
 
 
-def create_session(
-    model: onnx.ModelProto | str | os.PathLike[str],
-    providers: Sequence[str] | None = None,
-    sess_options: ort.SessionOptions | None = None,
-) -> ort.InferenceSession:
-    """An ONNX Runtime session for a plugin-form model (also fine for models without attnx nodes).
+def session_form(model: onnx.ModelProto | str | os.PathLike[str] | bytes, sess_options: ort.SessionOptions) -> bytes:
+    """A plugin-form model as ONNX Runtime must load it, with ``sess_options`` made ready for it.
 
-    ``providers`` defaults to CPU; the attnx ops themselves always run on the CPU (Python).
+    Checks every attnx node against its spec (raising :class:`~attnx.plugins.spec.SpecError`), rewrites the
+    nodes as onnxruntime-extensions Python ops (:func:`to_ort_form`) and registers their library in
+    ``sess_options``; returns the rewritten model, serialised. Sessions themselves are made by the one factory,
+    ``attnx.deploy.backends.onnxrt.session.make_session``; the attnx ops always run on the CPU (Python).
     """
     from onnxruntime_extensions import get_library_path
 
     register_python_ops()
+    if isinstance(model, bytes):
+        model = onnx.load_from_string(model)
     rewritten = to_ort_form(model)
-    so = sess_options or ort.SessionOptions()
-    so.register_custom_ops_library(get_library_path())
-    return ort.InferenceSession(
-        rewritten.SerializeToString(), so, providers=list(providers or ["CPUExecutionProvider"])
-    )
+    sess_options.register_custom_ops_library(get_library_path())
+    return rewritten.SerializeToString()

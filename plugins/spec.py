@@ -1,8 +1,9 @@
-"""One spec per custom op, and the registry of all of them.
+"""The plugin framework: what an op spec is (:class:`OpSpec`, :class:`Attr`, :class:`TensorSpec`) and its ONNX schema.
 
-Every consumer derives from the :class:`OpSpec` here: the ONNX schema (:func:`register_onnx_schemas`),
-the PyTorch export hook, the ONNX Runtime CPU ops, the TensorRT plugin's shape function and the
-README tables. The op folders (``plugins/<op>/spec.py``) each define one ``SPEC``.
+Every consumer derives from an :class:`OpSpec`: the ONNX schema (:func:`onnx_schema`), the PyTorch export
+hook, the ONNX Runtime CPU ops, the TensorRT plugin's shape function and the README tables. The op folders
+(``plugins/<op>/spec.py``) each define one ``SPEC`` from the classes here; the list of all of them lives in
+:mod:`attnx.plugins.registry`, which imports the op folders (this module imports none of them).
 
 This module is light on purpose: ``onnx`` is imported only inside the functions that need it.
 """
@@ -47,6 +48,7 @@ class Attr:
 
     @property
     def required(self) -> bool:
+        """True when the attribute has no default."""
         return self.default is None
 
 
@@ -61,11 +63,14 @@ class TensorSpec:
 
     @property
     def rank(self) -> int:
+        """Number of dims (fixed by the spec)."""
         return len(self.dims)
 
 
 @dataclass(frozen=True)
 class TypeConstraint:
+    """An ONNX type constraint: its name (``T``), the allowed tensor types and what they mean."""
+
     name: str
     types: tuple[str, ...]
     doc: str
@@ -79,6 +84,11 @@ ShapeFn = Callable[[Sequence[tuple[Dim, ...]], Mapping[str, Any]], list[tuple[Di
 
 @dataclass(frozen=True)
 class OpSpec:
+    """One custom op: its ONNX signature, attributes, shape rule, NumPy reference and TensorRT support.
+
+    Every consumer (ONNX schema, export hook, ONNX Runtime op, TensorRT plugin, README) is derived from it.
+    """
+
     name: str
     version: int
     doc: str
@@ -101,25 +111,30 @@ class OpSpec:
 
     @property
     def qualified_name(self) -> str:
+        """``domain::name``, e.g. ``attnx::GridSample`` (how errors name the op)."""
         return f"{self.domain}::{self.name}"
 
     @property
     def trt_plugin_name(self) -> str:
         # Not the op name: the TensorRT ONNX parser dispatches on op_type alone and has a built-in
         # GridSample importer, which would shadow a plugin of the same name.
+        """The TensorRT plugin's name: ``<Op>Plugin``."""
         return f"{self.name}Plugin"
 
     @property
     def trt_plugin_id(self) -> str:
+        """``domain::<Op>Plugin``, the id the plugin is registered under."""
         return f"{self.domain}::{self.trt_plugin_name}"
 
     def attr(self, name: str) -> Attr:
+        """The attribute named ``name``. Raises KeyError if the op has none."""
         for a in self.attrs:
             if a.name == name:
                 return a
         raise KeyError(name)
 
     def error(self, message: str, where: str = "") -> SpecError:
+        """A SpecError naming the op, the node (``where``, if given) and ``message``."""
         place = f" (node {where!r})" if where else ""
         return SpecError(f"{self.qualified_name}{place}: {message}")
 
@@ -148,6 +163,7 @@ class OpSpec:
         return out
 
     def check_ranks(self, ranks: Sequence[int | None], where: str = "") -> None:
+        """Check the number of inputs and each known rank (None: unknown, accepted). Raises SpecError."""
         if len(ranks) != len(self.inputs):
             raise self.error(f"expects {len(self.inputs)} inputs ({self._input_list()}), got {len(ranks)}", where)
         for t, r in zip(self.inputs, ranks):
@@ -193,86 +209,13 @@ def _coerce(spec: OpSpec, a: Attr, value: Any, where: str) -> int | float | str:
     return v
 
 
-# --- registry -------------------------------------------------------------------------------------
-
-
-def _load_ops() -> dict[str, OpSpec]:
-    from attnx.plugins.affine_grid_sample.spec import SPEC as affine
-    from attnx.plugins.double_norm.spec import SPEC as double_norm
-    from attnx.plugins.grid_sample.spec import SPEC as grid_sample
-
-    return {s.name: s for s in (grid_sample, affine, double_norm)}
-
-
-_OPS: dict[str, OpSpec] | None = None
-
-
-def ops() -> dict[str, OpSpec]:
-    """All op specs by name (loaded on first use: the op folders import this module)."""
-    global _OPS
-    if _OPS is None:
-        _OPS = _load_ops()
-    return _OPS
-
-
-def __getattr__(name: str) -> Any:
-    # ``attnx.plugins.spec.OPS``: a lazy module attribute, for the same import-order reason as ops().
-    if name == "OPS":
-        return ops()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def get(op_name: str) -> OpSpec:
-    try:
-        return ops()[op_name]
-    except KeyError:
-        raise SpecError(f"unknown attnx op {op_name!r}; known: {', '.join(sorted(ops()))}") from None
-
-
-def plugin_needed(op_name: str, trt_version: tuple[int, int]) -> bool:
-    """Whether TensorRT ``trt_version`` (major, minor) needs the attnx plugin for this op.
-
-    False when TensorRT runs the standard ONNX form of the op natively from that version on.
-    """
-    since = get(op_name).trt_native_since
-    return since is None or tuple(trt_version[:2]) < since
-
-
-# --- ONNX schemas -----------------------------------------------------------------------------------
+# --- ONNX schema ------------------------------------------------------------------------------------
 
 _ONNX_ATTR_KINDS = {"int": "INT", "float": "FLOAT", "string": "STRING"}
-_registered: set[tuple[str, str, int]] = set()
-
-
-def register_onnx_schemas() -> None:
-    """Register every op's schema with ``onnx.defs`` (idempotent).
-
-    After this, ``onnx.checker.check_model`` and ``onnx.shape_inference.infer_shapes`` accept
-    plugin-form models and check their attributes, ranks and types against the specs.
-    """
-    import onnx.defs
-    import onnx.reference  # noqa: F401  (it registers its own op names once; after ours that would clash)
-
-    for spec in ops().values():
-        key = (spec.domain, spec.name, spec.version)
-        if key in _registered or _schema_exists(spec):
-            _registered.add(key)
-            continue
-        onnx.defs.register_schema(onnx_schema(spec))
-        _registered.add(key)
-
-
-def _schema_exists(spec: OpSpec) -> bool:
-    import onnx.defs
-
-    try:
-        s = onnx.defs.get_schema(spec.name, spec.version, spec.domain)
-    except onnx.defs.SchemaError:
-        return False
-    return s.since_version == spec.version
 
 
 def onnx_schema(spec: OpSpec) -> onnx.defs.OpSchema:
+    """The ``onnx.defs.OpSchema`` of ``spec``, with type and shape inference from its shape rule."""
     import onnx
     import onnx.defs
     from onnx import helper

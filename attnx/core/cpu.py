@@ -44,10 +44,12 @@ class CpuFeatures:
 
     @property
     def x86(self) -> bool:
+        """True on an x86 machine (32 or 64 bit), whose u8×s8 kernels may saturate (see the module doc)."""
         return self.arch in ("x86_64", "amd64", "i386", "i686")
 
     @property
     def vnni(self) -> bool:
+        """True with an int32-accumulating u8×s8 dot product on x86: AVX512-VNNI, AVX-VNNI or AMX-INT8."""
         return bool(self.flags & set(VNNI))
 
     @property
@@ -74,10 +76,13 @@ class CpuFeatures:
         return (self.arch, self.flags & set(KNOWN)) == (other.arch, other.flags & set(KNOWN))
 
     def describe(self) -> str:
+        """One phrase for messages: the arch and its INT8-relevant flags, e.g. "x86_64 (avx2, fma)"."""
         shown = ", ".join(f for f in KNOWN if f in self.flags) or "no " + "/".join(VNNI)
         return f"{self.arch} ({shown})"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form for a manifest's ``cpu`` record: arch, the ``KNOWN`` flags only (sorted), source, and the
+        derived ``vnni``, ``u8s8_saturates`` and ``int8_kernel`` (for people; ``from_dict`` ignores them)."""
         return {
             "arch": self.arch,
             "flags": sorted(self.flags & set(KNOWN)),
@@ -89,6 +94,7 @@ class CpuFeatures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CpuFeatures | None:
+        """The features ``to_dict`` wrote; None for None, a non-dict or a dict without "arch" (never raises)."""
         if not isinstance(data, dict) or "arch" not in data:
             return None
         return cls(str(data["arch"]), frozenset(str(f) for f in data.get("flags", [])), str(data.get("source", "?")))
@@ -157,7 +163,11 @@ def _detect_cached(override: str | None) -> CpuFeatures:
 
 
 def detect() -> CpuFeatures:
-    """This CPU's features (``ATTNX_CPU_FEATURES`` wins when set). Cached per override value."""
+    """This CPU's features (``ATTNX_CPU_FEATURES`` wins when set). Cached per override value.
+
+    Raises:
+        UserError: ``ATTNX_CPU_FEATURES`` names an unknown flag (``parse_override``).
+    """
     return _detect_cached(os.environ.get(ENV_FEATURES) or None)
 
 
@@ -176,9 +186,11 @@ class Int8Recipe:
 
     @property
     def saturation_safe(self) -> bool:
+        """True for 7-bit (or narrower) weights: no u8×s8 pair sum can exceed int16 (2·255·64 = 32 640)."""
         return self.weight_bits <= 7
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form: target, weight_bits, saturation_safe, reason (``built_on`` is recorded apart)."""
         return {"target": self.target, "weight_bits": self.weight_bits, "saturation_safe": self.saturation_safe,
                 "reason": self.reason}  # fmt: skip
 
@@ -216,6 +228,8 @@ class Int8Path:
     warning: str | None = None  # one line for the user when the bundle was verified on a different kind of CPU
 
     def session_config(self) -> dict[str, str]:
+        """ONNX Runtime session config entries for this path (``SessionOptions.add_session_config_entry``):
+        {"session.x64quantprecision": "1"} for U8U8, else empty."""
         return dict([ORT_U8U8_CONFIG]) if self.u8u8 else {}
 
 

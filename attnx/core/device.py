@@ -5,7 +5,12 @@ from __future__ import annotations
 
 
 def gpu_status() -> tuple[bool, str]:
-    """(True, description) when a CUDA GPU and TensorRT are usable; else (False, why not)."""
+    """(True, description) when a CUDA GPU and TensorRT are usable; else (False, why not).
+
+    The description names GPU 0, its compute capability and the TensorRT version, e.g.
+    "NVIDIA H200 (sm_90), TensorRT 10.x". Never raises for a missing cuda-python, driver or TensorRT: those
+    are the "why not" (``cudaGetDeviceCount`` errors included).
+    """
     try:
         from cuda.bindings import runtime as cudart  # cuda-python ≥ 12.6
     except ImportError:

@@ -20,7 +20,15 @@ TWO_GB = 2**31  # protobuf's limit on one serialised message: beyond it ONNX nee
 
 
 def read_model(path: Path) -> onnx.ModelProto:
-    """The model's graph and metadata, without its external data; a corrupt file is one line."""
+    """The model's graph and metadata, without its external data; a corrupt file is one line.
+
+    Tensors kept in external data stay unloaded (``onnx.load(..., load_external_data=False)``): enough to
+    read the graph, metadata and external-data locations, not to run the model.
+
+    Raises:
+        UserError: the file is missing, cannot be parsed as ONNX protobuf, or holds no graph (an empty or
+            cut-short file parses as an empty model).
+    """
     import onnx
 
     path = Path(path)
@@ -55,7 +63,12 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 
 def external_locations(model: onnx.ModelProto) -> dict[str, str]:
-    """Tensor name → the external-data location it names, for every tensor kept outside the model file."""
+    """Tensor name → the external-data location it names, for every tensor kept outside the model file.
+
+    Looks at initializers, sparse initializers and tensor attributes, subgraphs included (If / Loop /
+    Scan bodies). A tensor with ``data_location == EXTERNAL`` but no "location" key maps to "". See
+    https://onnx.ai/onnx/repo-docs/ExternalData.html.
+    """
     from onnx import TensorProto
 
     found = {}
@@ -66,7 +79,19 @@ def external_locations(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def check_external_data(path: Path, model: onnx.ModelProto | None = None) -> dict[str, str]:
-    """Refuse external data that is missing or lies outside the model's folder; return the locations."""
+    """Refuse external data that is missing or lies outside the model's folder; return the locations.
+
+    Args:
+        path: the ONNX file.
+        model: the model already read from ``path`` (``read_model``), to save reading it again.
+
+    Returns:
+        Tensor name → location, as ``external_locations`` (empty for a self-contained file).
+
+    Raises:
+        UserError: ``path`` is not a readable model; a location is empty, absolute, holds ".." or a
+            backslash, resolves outside the model's folder through a symlink, or names a missing file.
+    """
     path = Path(path)
     model = model if model is not None else read_model(path)
     locations = external_locations(model)
@@ -94,14 +119,24 @@ def check_external_data(path: Path, model: onnx.ModelProto | None = None) -> dic
 
 
 def checked_metadata(path: Path) -> dict[str, str]:
-    """The file's metadata, after checking that it is readable and its external data stays beside it."""
+    """The file's metadata, after checking that it is readable and its external data stays beside it.
+
+    Returns ``metadata_props`` as key → value strings. Raises ``UserError`` as ``check_external_data``.
+    """
     model = read_model(path)
     check_external_data(path, model)
     return {p.key: p.value for p in model.metadata_props}
 
 
 def copy_model(src: Path, dest: Path) -> None:
-    """Copy an ONNX file to ``dest`` as one self-contained file: external data (checked) is read in."""
+    """Copy an ONNX file to ``dest`` as one self-contained file: external data (checked) is read in.
+
+    A file without external data is copied byte for byte (its SHA-256 is kept).
+
+    Raises:
+        UserError: ``src`` is unreadable or its external data is refused (``check_external_data``), cannot
+            be read, or makes a model of 2 GB or more (``TWO_GB``, protobuf's limit on one message).
+    """
     import shutil
 
     import onnx
@@ -122,3 +157,22 @@ def copy_model(src: Path, dest: Path) -> None:
             "export a smaller configuration"
         )
     onnx.save(model, str(dest))
+
+
+def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
+    """A model as given (an ``onnx.ModelProto`` is returned unchanged), or loaded whole from a path.
+
+    Raises:
+        UserError: the file is missing, or not a readable ONNX model (one line, no traceback).
+    """
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise UserError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # DecodeError and friends
+        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None

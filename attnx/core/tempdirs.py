@@ -36,13 +36,21 @@ def owned_prefix(prefix: str) -> str:
 
 @contextlib.contextmanager
 def tempdir(prefix: str, dir: Path | None = None) -> Iterator[Path]:
-    """A TemporaryDirectory whose name carries this process's id (removed on exit, as usual)."""
+    """A TemporaryDirectory whose name carries this process's id (removed on exit, as usual).
+
+    Yields the folder's path, ``<dir or the temp dir>/<prefix><pid>-<random>``. Raises ``OSError`` when it
+    cannot be created.
+    """
     with tempfile.TemporaryDirectory(prefix=owned_prefix(prefix), dir=dir) as tmp:
         yield Path(tmp)
 
 
 def mkdtemp(prefix: str, dir: Path | None = None) -> Path:
-    """``tempfile.mkdtemp`` with this process's id in the name (the caller removes it)."""
+    """``tempfile.mkdtemp`` with this process's id in the name (the caller removes it).
+
+    The folder is private (mode 0700, as ``tempfile.mkdtemp`` makes it). Raises ``OSError`` when it cannot
+    be created.
+    """
     return Path(tempfile.mkdtemp(prefix=owned_prefix(prefix), dir=dir))
 
 
@@ -63,6 +71,15 @@ def sweep_stale(folder: Path, prefixes: tuple[str, ...], now: float | None = Non
     """Remove ``folder``'s work folders named ``<prefix><pid>-*`` whose process is gone; return them.
 
     Best effort: a folder that cannot be read or removed is left as it is, silently.
+
+    Args:
+        folder: where to look (not recursive).
+        prefixes: the attnx name prefixes to match, each followed by ``<pid>-``.
+        now: the current time, seconds since the epoch (tests pass a fixed one); ``time.time()`` if None.
+        stale_after_s: minimum age in seconds since the folder last changed (``st_mtime``).
+
+    Returns:
+        The folders removed (never raises for file-system errors).
     """
     now = time.time() if now is None else now
     pattern = re.compile("(?:" + "|".join(map(re.escape, prefixes)) + r")(\d{1,10})-[A-Za-z0-9_]+$")

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnx.core.errors import UserError
+from attnx.deploy.apis.parity import plan_bundle_parity, record_held_out
+from attnx.deploy.apis.pipeline import compare_backends
+from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import (
     BACKENDS,
     PRECISIONS,
@@ -25,12 +28,13 @@ from attnx.deploy.bundle.manifest import (
     library_versions,
     replace_dir,
 )
+from attnx.deploy.parity.compare import policy
+from attnx.deploy.parity.report import ParityReport
 
 if TYPE_CHECKING:
     import onnx
 
     from attnx.deploy.apis.pipeline import PreparedModel
-    from attnx.deploy.parity.compare import ParityReport
 
 
 @dataclass
@@ -373,7 +377,6 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
         "reference": "torch" if prepared else "onnxruntime fp32",
     }
     from attnx.core.cpu import detect
-    from attnx.deploy.apis.pipeline import record_held_out
 
     # INT8: the recipe, the CPU it was verified on and the saturation proof; else the build CPU's features
     cpu = (precision_plan or {}).get("cpu") or {"verified_on": detect().to_dict()}
@@ -391,7 +394,7 @@ def _assemble(prepared: PreparedModel | None, fp32_path: Path, writer: BundleWri
 
 def _build_ort_engine(model_path: Path, engine_path: Path, plugins: list[str], notes: list[str]) -> str:
     """ORT's engine is the model after its offline graph optimisations (portable 'extended' level)."""
-    import onnxruntime as ort
+    from attnx.deploy.backends.onnxrt.session import make_session
 
     if plugins:
         # attnx nodes run as onnxruntime-extensions Python ops, resolved at session creation:
@@ -399,53 +402,32 @@ def _build_ort_engine(model_path: Path, engine_path: Path, plugins: list[str], n
         shutil.copyfile(model_path, engine_path)
         notes.append(f"ORT engine keeps attnx custom nodes {plugins} (run via onnxruntime-extensions)")
         return engine_path.name
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(engine_path)
-    options.log_severity_level = 4  # failures are raised and reported in one line
-    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    make_session(model_path, optimize="extended", optimized_path=engine_path, custom_ops=False)
     return engine_path.name
 
 
 def _engine_parity(prepared: PreparedModel | None, fp32_path: Path, bundle_dir: Path, manifest: Manifest,
                    options: BuildOptions) -> ParityReport:  # fmt: skip
-    """The built engine against the fp32 reference (PyTorch when known, else the fp32 ONNX in ORT)."""
-    import numpy as np
-
-    from attnx.deploy.apis.pipeline import compare_backends, held_out_feeds, parity_feeds
-    from attnx.deploy.backends.base import TensorSpec
-    from attnx.deploy.backends.onnxrt.runner import OnnxrtRunner
-    from attnx.deploy.backends.torch.runner import TorchRunner
-    from attnx.deploy.bundle.engine import Engine
-    from attnx.deploy.parity.compare import ParityReport, policy
-
-    specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
-    first = manifest.inputs[0]
-    opt_shape = tuple(first.profile["opt"]) if first.profile else None
+    """The built engine against the fp32 reference (PyTorch when known, else the fp32 ONNX in ORT), on the
+    inputs :func:`attnx.deploy.apis.parity.plan_bundle_parity` chooses: the decision `attnx parity BUNDLE`
+    makes, so both give the same verdict (held-out calibration samples where the build recorded them)."""
     batches = [b for b in options.parity_batches if b <= options.max_batch] or [1]
-    # A reduced-precision engine calibrated on real data is judged on held-out samples of that data (random
-    # noise lies outside the calibrated ranges): the same decision `attnx parity BUNDLE` makes.
-    if manifest.parity_inputs.get("kind") == "held_out":
-        feeds, source = held_out_feeds(manifest)
-    else:
-        feeds, source = parity_feeds(specs, prepared, batches, opt_shape, None, options.seed)
+    plan = plan_bundle_parity(bundle_dir, manifest, prepared=prepared, reference_onnx=fp32_path, batches=batches,
+                              seed=options.seed)  # fmt: skip
     engine = Engine(bundle_dir, manifest, _open(bundle_dir, manifest, options))
     report = ParityReport(
         model=str(manifest.source.get("model") or fp32_path.name), reference=manifest.source["reference"],
         candidate=f"{manifest.backend} {manifest.precision} bundle ({engine.info['kernels']})",
-        precision=manifest.precision, tolerance=policy(manifest.precision), input_source=source,
+        precision=manifest.precision, tolerance=policy(manifest.precision), input_source=plan.input_source,
     )  # fmt: skip
     try:
-        if prepared is not None:
-            runner = TorchRunner(prepared.model, specs, [o.name for o in manifest.outputs])
-            return compare_backends(runner.infer, engine, feeds, report)
-        with OnnxrtRunner(fp32_path, threads=options.threads) as fp32:
-            return compare_backends(fp32.infer, engine, feeds, report)
+        with plan.reference(options.threads) as reference:
+            return compare_backends(reference, engine, plan.feeds, report)
     finally:
         engine.close()
 
 
 def _open(bundle_dir: Path, manifest: Manifest, options: BuildOptions) -> Any:
-    from attnx.deploy.bundle.runtime import open_runtime
+    from attnx.deploy.bundle.runtime import open_runner
 
-    return open_runtime(bundle_dir, manifest, pool_size=1, threads=options.threads, trusted=True)  # built just now
+    return open_runner(bundle_dir, manifest, pool_size=1, threads=options.threads, trusted=True)  # built just now

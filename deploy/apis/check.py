@@ -27,12 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnx.core.errors import UserError
+from attnx.core.files import write_json
+from attnx.deploy.bench.measure import load_result
+from attnx.deploy.parity.report import json_safe
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from attnx.deploy.bench.measure import BenchResult
-    from attnx.deploy.parity.compare import ParityReport
+    from attnx.deploy.parity.report import ParityReport
 
 FORMAT = "attnx-record"
 VERSION = 1
@@ -68,11 +71,9 @@ class CheckResult:
         return [c for c in self.changes if c.failed]
 
     def to_dict(self) -> dict[str, Any]:
-        from attnx.deploy.parity.compare import _json_safe
-
         d = asdict(self)
         d["passed"] = self.passed
-        return _json_safe(d)  # type: ignore[return-value]
+        return json_safe(d)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,8 +137,6 @@ def load_parity_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def write_record(path: str | Path, record: dict[str, Any]) -> Path:
-    from attnx.core.files import write_json
-
     return write_json(Path(path), record)
 
 
@@ -334,8 +333,6 @@ def run_check(
     """Compare a fresh result with ``baseline``. The fresh result is either a record (``result_file``) or
     assembled from ``attnx parity --json`` files and an ``attnx bench --json`` file. With ``update``, the
     baseline is (re)written from the fresh result and the check passes (changes are still listed)."""
-    from attnx.deploy.bench.measure import load_result
-
     if result_file is not None:
         if parity_files or bench_file:
             raise UserError("give either --result or --parity/--bench, not both")

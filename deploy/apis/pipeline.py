@@ -5,16 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from attnx.core.errors import UserError
+from attnx.deploy.parity.compare import compare
+from attnx.deploy.parity.inputs import check_shape, load_inputs, seeded_inputs
+from attnx.deploy.parity.report import ParityReport
+from attnx.deploy.parity.saved_io import IOCase, check_io_inputs
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from attnx.deploy.parity.compare import ParityReport, Tolerance
+    from attnx.deploy.parity.compare import Tolerance
     from attnx.exporters.export import ExportOptions, ExportResult
     from attnx.exporters.registry import ZooEntry
     from attnx.exporters.report import OpReport
@@ -66,7 +70,7 @@ def prepare_model(
         load_weights(resolved.model, weights)
     if resolved.entry is not None and config is None:
         config = resolved.entry.configs[0]  # record the default explicitly: the manifest should say which
-    return PreparedModel(resolved.model, spec, config, resolved.entry, resolved.input_shape, weights)
+    return PreparedModel(resolved.model, spec, config, resolved.entry, resolved.sample_shape, weights)
 
 
 def full_input_shape(prepared: PreparedModel, input_shape: tuple[int, ...] | None, batch: int = 1) -> tuple[int, ...]:
@@ -163,8 +167,6 @@ def compare_backends(
     With ``io_cases`` (a list), each case's inputs and both backends' outputs are appended to it as
     ``attnx.deploy.parity.saved_io.IOCase`` (for ``--save-io``).
     """
-    from attnx.deploy.parity.compare import compare
-
     for label, feed in feeds:
         if progress:
             progress(label)
@@ -173,8 +175,6 @@ def compare_backends(
         shapes = {k: tuple(v.shape) for k, v in feed.items()}
         report.cases.append(compare(ref, cand, report.tolerance, label, shapes))
         if io_cases is not None:
-            from attnx.deploy.parity.saved_io import IOCase
-
             io_cases.append(IOCase(label, feed, {"reference": ref, "candidate": cand}))
     return report
 
@@ -183,15 +183,15 @@ def parity_feeds(
     specs: list, prepared: PreparedModel | None, batches: list[int] | None, input_shape: tuple[int, ...] | None,
     inputs_file: Path | None, seed: int, saved_feeds: list[tuple[str, Feed]] | None = None,
 ) -> tuple[list[tuple[str, Feed]], str]:  # fmt: skip
-    """The inputs of a parity run and a description of where they came from."""
-    from attnx.deploy.parity.inputs import check_shape, load_inputs, seeded_inputs
+    """The inputs of a parity run, as (case label, input name → array), and a description of where they came from.
 
+    ``saved_feeds`` (``attnx parity --load-io``; checked by ``check_io_inputs`` against ``specs``), else
+    ``inputs_file`` (.npy/.npz), else seeded random inputs of ``batches`` (default 1 and 3) at ``input_shape``
+    (else the model's static or default shape), from ``seed``. Raises UserError for inputs that cannot feed
+    ``specs``.
+    """
     if saved_feeds is not None:
-        for _, feed in saved_feeds:
-            for spec in specs:
-                if spec.name not in feed:
-                    raise UserError(f"the saved inputs lack '{spec.name}'; they hold {sorted(feed)}")
-                check_shape(spec, feed[spec.name].shape, source="the saved inputs")
+        check_io_inputs(saved_feeds, specs)
         return saved_feeds, "saved inputs (--load-io)"
     if inputs_file is not None:
         feed = load_inputs(inputs_file, specs)
@@ -218,53 +218,6 @@ def parity_feeds(
     return feeds, f"seeded random (seed {seed})"
 
 
-# The calibration options that decide which held-out samples a build checked on (recorded in the manifest).
-HELD_OUT_KEYS = ("source", "count", "eval_count", "seed", "input_shape", "resize", "crop", "mean", "std", "layout")
-
-
-def record_held_out(calibration: dict[str, Any] | None) -> dict[str, Any]:
-    """``manifest.parity_inputs`` for a build checked on held-out calibration data: enough to rebuild the
-    same samples on any machine (a folder or file source is recorded as an absolute path)."""
-    from attnx.calibration.config import CalibrationConfig
-
-    cfg = CalibrationConfig.from_dict(calibration).to_dict()
-    rec = {k: cfg[k] for k in HELD_OUT_KEYS if cfg.get(k) is not None}
-    if rec["source"] not in ("digits", "photos", "synthetic"):
-        rec["source"] = str(Path(rec["source"]).expanduser().resolve())
-    return {"kind": "held_out", "calibration": rec}
-
-
-def held_out_feeds(manifest: Any) -> tuple[list[tuple[str, Feed]], str]:
-    """The held-out samples a bundle's build was checked on, rebuilt from ``manifest.parity_inputs`` for the
-    manifest's inputs.
-
-    One case over every sample (top-1 agreement over 8 would move in steps of 12.5 %), except where a
-    TensorRT profile bounds the batch. Raises :class:`UserError` when the recorded source is not here.
-    """
-    from onnx import helper
-
-    from attnx.calibration.config import CalibrationConfig
-    from attnx.calibration.data import load_split
-    from attnx.calibration.graph import InputInfo
-
-    rec = manifest.parity_inputs.get("calibration") or {}
-    inputs = [InputInfo(s.name, helper.np_dtype_to_tensor_dtype(np.dtype(s.dtype)), list(s.shape))
-              for s in manifest.inputs]  # fmt: skip
-    try:
-        _, held = load_split(inputs, CalibrationConfig.from_dict(rec))
-    except UserError as exc:
-        raise UserError(f"the bundle's recorded held-out inputs cannot be rebuilt here ({exc}): pass --inputs FILE "
-                        "or --seeded") from None  # fmt: skip
-    feed = {k: np.ascontiguousarray(v) for k, v in held.arrays.items()}
-    n = held.count
-    source = f"held-out samples recorded by the build: {held.description}, {n} samples"
-    if manifest.backend == "trt":
-        size = int((manifest.inputs[0].profile or {}).get("max", [n])[0]) or n
-        return [(f"held-out {i}–{min(i + size, n) - 1}", {k: v[i : i + size] for k, v in feed.items()})
-                for i in range(0, n, size)], source  # fmt: skip
-    return [(f"held-out ({n} samples)", feed)], source
-
-
 def run_parity(
     prepared: PreparedModel,
     onnx_path: Path,
@@ -280,11 +233,11 @@ def run_parity(
     saved_feeds: list[tuple[str, Feed]] | None = None,
 ) -> ParityReport:
     """Feed the same inputs to PyTorch and ONNX Runtime and compare every output."""
-    from attnx.deploy.backends.onnxrt.runner import OnnxrtRunner
     from attnx.deploy.backends.torch.runner import TorchRunner
-    from attnx.deploy.parity.compare import ParityReport
+    from attnx.deploy.bundle.runtime import onnx_file_runner
 
-    with OnnxrtRunner(onnx_path, threads=threads) as ort_runner:
+    # an INT8 file runs as this CPU must run it (TensorRT layout as exact fake-quant; U8U8 where needed)
+    with onnx_file_runner(onnx_path, threads=threads) as ort_runner:
         specs = ort_runner.input_specs()
         torch_runner = TorchRunner(prepared.model, specs, ort_runner.output_names())
         shapes = [input_shape]
@@ -330,80 +283,6 @@ def default_check_shapes(onnx_path: Path, specs: list, prepared: PreparedModel) 
     from attnx.exporters.verify import check_shapes
 
     return check_shapes(prepared.model, tuple(base), dynamic_batch=False, dynamic_hw=True)  # type: ignore[return-value]
-
-
-def run_bundle_parity(
-    bundle: Path,
-    tolerance: Tolerance | None = None,
-    batches: list[int] | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    inputs_file: Path | None = None,
-    seed: int = 0,
-    threads: int | None = None,
-    progress: Callable[[str], None] | None = None,
-    io_cases: list | None = None,
-    saved_feeds: list[tuple[str, Feed]] | None = None,
-    model_spec: str | None = None,
-    config: str | None = None,
-    weights: Path | None = None,
-    notes: list[str] | None = None,
-    seeded: bool = False,
-) -> tuple[ParityReport, Path]:
-    """A bundle's engine against its fp32 reference: PyTorch when the model can be rebuilt, else the
-    bundle's fp32 ONNX in ONNX Runtime. Returns the report and the reference ONNX path (for layer-wise).
-
-    PyTorch is rebuilt from ``model_spec`` (the user's ``--model``), else from the bundle's metadata when
-    that names a zoo model; ``notes`` (a list) gets a line saying why the fp32 ONNX stood in instead.
-    A bundle whose recorded build parity failed is still checked here: this is how it is diagnosed.
-    Inputs: the held-out samples the build checked on (``manifest.parity_inputs``), unless ``inputs_file``,
-    ``saved_feeds`` or ``seeded`` (seeded random inputs) say otherwise.
-    """
-    from attnx.deploy.backends.base import TensorSpec
-    from attnx.deploy.backends.onnxrt.runner import OnnxrtRunner
-    from attnx.deploy.backends.torch.runner import TorchRunner
-    from attnx.deploy.bundle.engine import Engine
-    from attnx.deploy.bundle.manifest import load_manifest
-    from attnx.deploy.parity.compare import ParityReport, policy
-
-    manifest = load_manifest(bundle)
-    reference_onnx = manifest.path_of(bundle, "reference" if "reference" in manifest.files else "onnx")
-    tol = tolerance or policy(manifest.precision)
-    specs = [TensorSpec(s.name, np.dtype(s.dtype), tuple(s.shape)) for s in manifest.inputs]
-    out_names = [o.name for o in manifest.outputs]
-    prepared = None
-    if model_spec is not None:  # the user named the reference: it must build
-        prepared = prepare_from_onnx(reference_onnx, model_spec, config, weights)
-    elif manifest.source.get("reference") == "torch":
-        try:
-            prepared = prepare_from_onnx(reference_onnx, None, None, None)
-        except UserError as exc:
-            prepared = None  # not a zoo model, or not buildable here: the fp32 ONNX is the reference
-            if notes is not None:
-                notes.append(f"reference: the bundle's fp32 ONNX, not PyTorch ({exc})")
-    if input_shape is None and manifest.inputs[0].profile:
-        input_shape = tuple(manifest.inputs[0].profile["opt"])
-    recorded = manifest.parity_inputs.get("kind") == "held_out"
-    if recorded and not seeded and inputs_file is None and saved_feeds is None:
-        feeds, source = held_out_feeds(manifest)  # the build's own inputs: its verdict, here
-    else:
-        feeds, source = parity_feeds(specs, prepared, batches, input_shape, inputs_file, seed, saved_feeds)
-        if recorded and notes is not None:
-            notes.append("inputs differ from the build's check (held-out samples): verdicts are not comparable")
-    with Engine.load(bundle, threads=threads, allow_failed_parity=True, quiet=True) as engine, \
-            OnnxrtRunner(reference_onnx, threads=threads) as fp32:  # fmt: skip
-        if prepared is not None:
-            runner = TorchRunner(prepared.model, specs, out_names)
-            reference: Infer = lambda feed: _torch_infer(runner, feed, prepared.spec)  # noqa: E731
-        else:
-            reference = fp32.infer
-        report = ParityReport(
-            model=str(prepared.spec if prepared else (manifest.source.get("model") or bundle.name)),
-            reference="torch" if prepared else f"onnxruntime fp32 ({reference_onnx.name})",
-            candidate=f"{manifest.backend} {manifest.precision} bundle ({bundle.name}; {engine.info['kernels']})",
-            precision=manifest.precision, tolerance=tol, input_source=source,
-        )  # fmt: skip
-        compare_backends(reference, engine, feeds, report, io_cases, progress)
-    return report, reference_onnx
 
 
 def _base_shape(spec, prepared: PreparedModel, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:  # type: ignore[no-untyped-def]

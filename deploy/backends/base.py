@@ -67,15 +67,27 @@ class CapabilityError(UserError):
     """A runner was asked for something its backend does not declare (see :class:`Capabilities`)."""
 
 
+def check_capability(backend: str, capabilities: Capabilities, capability: str) -> None:
+    """Raise :class:`CapabilityError` (naming ``backend`` and what it cannot do) unless ``capabilities``
+    declares ``capability``; for callers holding a runner class rather than an instance."""
+    if not getattr(capabilities, capability):
+        raise CapabilityError(
+            f"the {backend} backend cannot {_CAPABILITY_WORDS.get(capability, capability)}; "
+            f"use a backend that declares '{capability}'"
+        )
+
+
 class Runner(abc.ABC):
     """Runs a model on one backend. Use as ``with runner: runner.infer(feed)``.
 
     Subclasses set ``name`` and ``capabilities`` and implement :meth:`input_specs`, :meth:`output_names`
     and :meth:`infer`; the optional ``infer_*`` methods are overridden only by backends that declare them.
+    ``kernels`` says in words what the model runs on here (``Engine.info``; INT8: which integer path).
     """
 
     name: str = "runner"
     capabilities: Capabilities = Capabilities()
+    kernels: str = ""
 
     def __enter__(self) -> Runner:
         self.activate()
@@ -109,11 +121,7 @@ class Runner(abc.ABC):
     def require(self, capability: str) -> None:
         """Raise :class:`CapabilityError` unless this runner declares ``capability`` (a field of
         :class:`Capabilities`)."""
-        if not getattr(self.capabilities, capability):
-            raise CapabilityError(
-                f"the {self.name} backend cannot {_CAPABILITY_WORDS.get(capability, capability)}; "
-                f"use a backend that declares '{capability}'"
-            )
+        check_capability(self.name, self.capabilities, capability)
 
     def infer_timed(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Outputs as :meth:`infer`, and device timings in ms by phase (``timed_runs`` backends only)."""
@@ -167,10 +175,8 @@ class RunnerPool(Generic[T]):
             slot = self._free.get_nowait()
         except queue.Empty:
             with self._lock:
-                grow = len(self._made) < self.size
-                slot = self._new() if grow else None
-            if slot is None:
-                slot = self._free.get()
+                made = self._new() if len(self._made) < self.size else None
+            slot = made if made is not None else self._free.get()
         try:
             yield slot
         finally:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnx.core.errors import UserError
-from attnx.core.files import write_json, write_text
+from attnx.deploy.backends.base import TensorSpec
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -341,11 +341,11 @@ class BenchResult:
         return sorted({c.batch for c in self.configs})
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        from attnx.deploy.parity.compare import _json_safe
+        from attnx.deploy.parity.report import json_safe
 
         d = asdict(self)
         d["configs"] = [c.to_dict(samples) for c in self.configs]
-        return _json_safe(d)  # type: ignore[return-value]
+        return json_safe(d)  # type: ignore[return-value]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "benchmark result") -> BenchResult:
@@ -379,29 +379,21 @@ def load_result(path: str | Path) -> BenchResult:
 # Building targets
 
 
-def torch_target(model: Any, input_names: Sequence[str], name: str = "torch eager") -> BenchTarget:
-    """PyTorch eager on the CPU: NumPy in, NumPy out (as the engines are called), under inference_mode."""
-    import torch
+def torch_target(model: Any, inputs: Sequence[TensorSpec], name: str = "torch eager") -> BenchTarget:
+    """PyTorch eager on the CPU through :class:`~attnx.deploy.backends.torch.runner.TorchRunner`: NumPy in,
+    NumPy out (as the engines are called), under inference_mode. ``inputs``: the model's inputs, in order."""
+    from attnx.deploy.backends.torch.runner import TorchRunner
 
-    from attnx.deploy.backends.torch.runner import flatten_outputs
-
-    model = model.eval()
-    names = list(input_names)
-
-    def infer(feed: Feed) -> list[np.ndarray]:
-        args = [torch.from_numpy(feed[n]) for n in names]
-        with torch.inference_mode():
-            outs = flatten_outputs(model(*args))
-        return [o.numpy() for o in outs]
-
-    return BenchTarget(name=name, backend="torch", precision="fp32", infer=infer, device="cpu")
+    runner = TorchRunner(model, inputs)
+    return BenchTarget(name=name, backend="torch", precision="fp32", infer=runner.infer, device="cpu")
 
 
 def bundle_target(
     bundle: str | Path, threads: int | None, cuda_graph: bool = True, name: str | None = None,
     allow_failed_parity: bool = False,
 ) -> BenchTarget:
-    """An ``Engine`` of any backend and precision. A runtime with ``run_timed`` gives device-side times."""
+    """An ``Engine`` of any backend and precision. A runner that declares ``timed_runs`` gives device-side
+    times (its ``infer_timed``); others are timed on the host around ``engine(feed)``."""
     from attnx.deploy.bundle.engine import Engine
 
     engine = Engine.load(bundle, threads=threads, allow_failed_parity=allow_failed_parity)
@@ -409,21 +401,20 @@ def bundle_target(
     profile = m.inputs[0].profile
     dynamic = isinstance(m.inputs[0].shape[0], str)
     max_batch = int(profile["max"][0]) if profile else (None if dynamic else int(m.inputs[0].shape[0]))
-    runtime = getattr(engine, "_runtime", None)
-    run_timed = getattr(runtime, "run_timed", None)  # TrtRuntime.run_timed(feed) -> (outputs, times)
+    runner = engine.runner
     timed: TimedHook | None = None
-    if run_timed is not None:
+    if runner.capabilities.timed_runs:
         from attnx.deploy.bundle.engine import check_input
 
-        if hasattr(runtime, "cuda_graph"):
-            runtime.cuda_graph = cuda_graph  # type: ignore[union-attr]  # before the first run: captured per shape
+        if hasattr(runner, "cuda_graph"):  # a runner option, not a capability: set before the first run
+            runner.cuda_graph = cuda_graph  # captured per shape
 
         def timed(feed: Feed, n: int) -> list[dict[str, float]]:
             for spec in m.inputs:  # the checks engine(feed) makes, outside the timed region
                 check_input(spec, feed[spec.name])
             records = []
             for _ in range(n):
-                _, t = run_timed(feed)
+                _, t = runner.infer_timed(feed)
                 # latency as trtexec defines it: H2D start to D2H end on the GPU (CUDA events)
                 records.append({**t, "latency_ms": t["h2d_ms"] + t["compute_ms"] + t["d2h_ms"]})
             return records
@@ -505,7 +496,8 @@ def run_bench(
             old_threads = torch.get_num_threads()
             if options.threads:
                 torch.set_num_threads(options.threads)
-            targets.append(torch_target(prepared.model, [input_name]))
+            inputs = [TensorSpec(input_name, np.dtype(input_dtype), (None, *chw))]
+            targets.append(torch_target(prepared.model, inputs))
         for b, n in zip(bundles, names):
             targets.append(bundle_target(b, options.threads, options.cuda_graph, name=n,
                                          allow_failed_parity=allow_failed_parity))  # fmt: skip
@@ -519,7 +511,6 @@ def run_bench(
             machine=machine_info(options.threads, cpu, gpus), flops=flops_info, notes=notes,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )  # fmt: skip
-        from attnx.deploy.backends.base import TensorSpec
         from attnx.deploy.parity.inputs import seeded_inputs
 
         ts = TensorSpec(input_name, np.dtype(input_dtype), (None, *chw))
@@ -836,97 +827,3 @@ def markdown_summary(results: Sequence[BenchResult]) -> str:
             lines.append(f"\n_{note}_")
         lines.append("")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------
-# The zoo run behind `make bench`
-
-
-def bench_zoo(
-    models: Sequence[str], out_dir: Path, options: BenchOptions, backend: str = "ort",
-    precisions: Sequence[str] = ("fp32",), plot: bool = True, progress: Callable[[str], None] | None = None,
-) -> list[BenchResult]:  # fmt: skip
-    """Build a bundle per model and precision (in a temporary folder), benchmark each model against
-    PyTorch, and write ``<model>.json``, ``<model>.png``, ``summary.md``, ``results.json`` and
-    ``speedup.png`` into ``out_dir``."""
-    import tempfile
-
-    from attnx.deploy.apis.build import BuildOptions, build_bundle
-
-    if not models:
-        raise UserError("no models to benchmark")
-    results = []
-    with tempfile.TemporaryDirectory(prefix="attnx-bench-zoo-") as tmp:
-        for model in models:
-            bundles = []
-            # backend may list several ("ort,openvino"): each runs the precisions it has (bf16: OpenVINO only)
-            pairs = [(b, p) for b in backend.split(",") for p in precisions
-                     if not (p == "bf16" and b != "openvino") and not (b == "openvino" and p == "fp16")]  # fmt: skip
-            for one_backend, precision in pairs:
-                if progress:
-                    progress(f"building {model} ({one_backend} {precision})")
-                dest = Path(tmp) / f"{model}-{one_backend}-{precision}"
-                build_opts = BuildOptions(
-                    backend=one_backend, precision=precision, max_batch=max(options.batches), threads=options.threads
-                )
-                build_bundle(model, dest, build_opts)
-                bundles.append(dest)
-            if progress:
-                progress(f"benchmarking {model}")
-            result = run_bench(bundles, model=model, options=options, progress=progress)
-            results.append(result)
-            write_json(out_dir / f"{model}.json", result.to_dict())
-            if plot:
-                from attnx.deploy.bench.plots import plot_bench
-
-                plot_bench(result, out_dir / f"{model}.png")
-    write_json(out_dir / "results.json", {"format": "attnx-bench-set", "results": [r.to_dict(samples=False) for r in results]})  # noqa: E501
-    write_text(out_dir / "summary.md", markdown_summary(results))
-    if plot:
-        from attnx.deploy.bench.plots import plot_speedups
-
-        plot_speedups(results, out_dir / "speedup.png")
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m attnx.deploy.bench.measure``: the zoo benchmark (``make bench``)."""
-    import argparse
-
-    from rich.console import Console
-
-    from attnx.exporters.registry import zoo
-
-    p = argparse.ArgumentParser(prog="python -m attnx.deploy.bench.measure", description=main.__doc__)
-    p.add_argument("--models", default="all", help="comma-separated zoo names, or 'all'")
-    p.add_argument("--out", type=Path, default=Path("bench"), help="output folder")
-    p.add_argument("--batches", default="1", help="batch sweep, e.g. 1,4,8")
-    p.add_argument("--precisions", default="fp32", help="bundle precisions, e.g. fp32,int8")
-    p.add_argument("--backend", default="ort")
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads; 0 = library default")
-    p.add_argument("--no-plot", action="store_true")
-    args = p.parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        names = list(zoo()) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-        batches = tuple(int(b) for b in args.batches.split(","))
-        options = BenchOptions(batches=batches, iterations=args.iterations, warmup=args.warmup,
-                               threads=args.threads or None)  # fmt: skip
-        with console.status("benchmarking...") as status:
-            results = bench_zoo(names, args.out, options, backend=args.backend,
-                                precisions=[p.strip() for p in args.precisions.split(",")], plot=not args.no_plot,
-                                progress=lambda s: status.update(s))  # fmt: skip
-    except (UserError, ValueError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 2
-    out = Console(width=None if sys.stdout.isatty() else 160)  # a piped table keeps its columns
-    for r in results:
-        out.print(bench_table(r))
-    out.print(f"wrote {args.out}/summary.md, results.json and per-model JSON{'' if args.no_plot else ' and plots'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnx.core.errors import UserError
+from attnx.core.files import atomic_path
 
 if TYPE_CHECKING:
     from attnx.deploy.bench.measure import BenchResult
@@ -30,8 +31,6 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
 
 def _save(fig: Any, path: Path) -> Path:
     """Save atomically: a half-written PNG never replaces a good one."""
-    from attnx.core.files import atomic_path
-
     with atomic_path(Path(path), suffix=".png") as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     return Path(path)
@@ -39,7 +38,19 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_bench(result: BenchResult, path: str | Path) -> Path:
     """Left: latency distribution of every backend at every batch (box: quartiles, whiskers: p1..p99).
-    Right: speed-up over the reference per batch (median over rounds of reference / this, paired per round)."""
+    Right: speed-up over the reference per batch (median over rounds of reference / this, paired per round).
+
+    Args:
+        result: a benchmark (``attnx.deploy.bench.measure.BenchResult``); latencies in ms per batch.
+        path: the PNG to write (atomically; parent folders created).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        UserError: ``result`` has no measured configurations, or matplotlib is not installed.
+        OSError: the PNG cannot be written (named by ``path``).
+    """
     if not result.configs:
         raise UserError(f"the benchmark of {result.model} has no results to plot")
     targets, batches = result.targets, result.batches
@@ -101,7 +112,15 @@ def plot_bench(result: BenchResult, path: str | Path) -> Path:
 
 
 def plot_speedups(results: Sequence[BenchResult], path: str | Path, batch: int | None = None) -> Path:
-    """Speed-up over each model's reference, one group of bars per model (at ``batch``, default the smallest)."""
+    """Speed-up over each model's reference, one group of bars per model (at ``batch``, default the smallest).
+
+    Speed-up = reference median latency / backend median latency (×, > 1 is faster). Writes the PNG at
+    ``path`` atomically and returns ``Path(path)``.
+
+    Raises:
+        UserError: no result has a reference backend and measurements, or matplotlib is not installed.
+        OSError: the PNG cannot be written.
+    """
     rows = [r for r in results if r.configs and r.reference]
     if not rows:
         raise UserError("no benchmark with a reference backend to plot speed-ups for")

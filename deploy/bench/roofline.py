@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnx.core.errors import UserError
+from attnx.core.onnx_files import load_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -79,6 +80,7 @@ class FlopCount:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form (``dataclasses.asdict``): FLOPs as floats, counts as ints."""
         return asdict(self)
 
 
@@ -87,7 +89,16 @@ def count_flops(
 ) -> FlopCount:
     """FLOPs of ``model`` for concrete ``input_shapes`` (name → shape; a single-input model may pass
     ``{"": shape}``). Shapes come from ONNX shape inference; where that cannot reach (custom ops),
-    the graph is run once in ONNX Runtime on zeros to read the real shapes."""
+    the graph is run once in ONNX Runtime on zeros to read the real shapes.
+
+    Returns:
+        A :class:`FlopCount`: ``total`` = ``dense`` (exact) + ``elementwise`` (estimate), in FLOPs (one
+        multiply-add = 2), per op type in ``by_op``; op types that could not be counted in ``uncounted``.
+
+    Raises:
+        UserError: the model cannot be read (``attnx.core.onnx_files.load_onnx``); an input stays dynamic
+            without a given shape, a given shape contradicts a fixed axis, or names an unknown input.
+    """
     proto = _load(model)
     shapes_in = _resolve_input_shapes(proto, input_shapes or {})
     shapes = _inferred_shapes(proto, shapes_in)
@@ -97,12 +108,11 @@ def count_flops(
 
 
 def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    from attnx.exporters.export import load_onnx
-
     return load_onnx(model)
 
 
 def graph_inputs(proto: onnx.ModelProto) -> list[Any]:
+    """The run-time inputs (``ValueInfoProto``) of the graph: ``graph.input`` minus initializers."""
     init = {i.name for i in proto.graph.initializer}
     return [vi for vi in proto.graph.input if vi.name not in init]
 
@@ -182,6 +192,7 @@ def _run_shapes(proto: onnx.ModelProto, inputs: dict[str, tuple[int, ...]]) -> d
     import numpy as np
     from onnx import helper
 
+    # here, not at the top: it loads numpy and the parity package, which counting FLOPs by inference never needs
     from attnx.deploy.parity.layerwise import run_with_intermediates
 
     dtypes = {vi.name: helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type) for vi in graph_inputs(proto)}
@@ -289,6 +300,7 @@ class PeakInfo:
         return self.per_core_gflops * min(n, self.cores)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form (``dataclasses.asdict``); ``gflops`` in GFLOP/s, ``clock_ghz`` in GHz."""
         return asdict(self)
 
 
@@ -296,7 +308,16 @@ def cpu_peak(
     override_gflops: float | None = None, cpuinfo: str | None = None, lscpu: str | None = None,
     env: dict[str, str] | None = None,
 ) -> PeakInfo:  # fmt: skip
-    """Peak fp32 GFLOP/s of this CPU. ``cpuinfo`` / ``lscpu`` texts may be given (tests); else they are read."""
+    """Peak fp32 GFLOP/s of this CPU. ``cpuinfo`` / ``lscpu`` texts may be given (tests); else they are read.
+
+    Peak = physical cores × FMA units per core × fp32 SIMD lanes × 2 × clock (GHz); what the flags cannot
+    tell is listed in ``PeakInfo.assumptions``. ``override_gflops`` (or ``ATTNX_PEAK_GFLOPS`` in ``env``,
+    default ``os.environ``) gives the whole-machine figure instead; ``ATTNX_CPU_GHZ`` and
+    ``ATTNX_CPU_FMA_UNITS`` override one factor.
+
+    Raises:
+        UserError: an override that is not a positive number.
+    """
     env = dict(os.environ) if env is None else env
     cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
     lscpu = _read_lscpu() if lscpu is None else lscpu
@@ -460,7 +481,16 @@ _GPU_DATASHEET: dict[str, dict[str, float]] = {
 
 def gpu_peak(device_name: str, precision: str, override_gflops: float | None = None,
              env: dict[str, str] | None = None) -> PeakInfo | None:  # fmt: skip
-    """Datasheet peak of a known NVIDIA GPU for an engine of ``precision`` (None when the GPU is unknown)."""
+    """Datasheet peak of a known NVIDIA GPU for an engine of ``precision`` (None when the GPU is unknown).
+
+    ``precision`` "fp32" reads the dense TF32 tensor-core figure (TensorRT's default for fp32 engines),
+    "fp16" / "int8" their dense tensor-core figures (NVIDIA datasheets, no sparsity), anything else fp32.
+    ``override_gflops`` or ``ATTNX_GPU_PEAK_GFLOPS`` (GFLOP/s) wins. The device name is matched by
+    substring, case-insensitive (e.g. "NVIDIA H100 80GB HBM3" → "H100").
+
+    Raises:
+        UserError: ``ATTNX_GPU_PEAK_GFLOPS`` is set but not a positive number.
+    """
     env = dict(os.environ) if env is None else env
     if override_gflops is None and env.get("ATTNX_GPU_PEAK_GFLOPS"):
         override_gflops = _env_float(env, "ATTNX_GPU_PEAK_GFLOPS")

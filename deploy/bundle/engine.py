@@ -5,7 +5,8 @@
         logits = out["output"]
 
 Inputs are checked against the manifest (names, dtypes, ranks, fixed dimensions, profile ranges) with
-clear errors. Thread-safe: concurrent calls share a pool of sessions / execution contexts.
+clear errors; the runner the manifest asks for (:func:`attnx.deploy.bundle.runtime.open_runner`) runs them.
+Thread-safe: concurrent calls share the runner's pool of sessions / infer requests / execution contexts.
 """
 
 from __future__ import annotations
@@ -18,34 +19,43 @@ from typing import Any
 import numpy as np
 
 from attnx.core.errors import UserError
+from attnx.deploy.backends.base import Runner
 from attnx.deploy.bundle.manifest import IOSpec, Manifest, check_recorded_parity, load_manifest
+from attnx.deploy.bundle.runtime import open_runner
 
 
 class Engine:
-    def __init__(self, bundle: Path, manifest: Manifest, runtime: Any):
+    """A bundle ready to run: its manifest's input checks in front of an activated, pooled runner.
+
+    ``runner`` (public) is the backend runner; what it can do beyond ``infer`` is in
+    ``runner.capabilities`` (bench times runs through ``infer_timed`` where ``timed_runs`` is declared).
+    ``close`` deactivates it.
+    """
+
+    def __init__(self, bundle: Path, manifest: Manifest, runner: Runner):
         self.bundle = bundle
         self.manifest = manifest
-        self._runtime = runtime
+        self.runner = runner
         self._closed = False
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, bundle: str | Path, pool_size: int = 1, threads: int | None = None, verify: bool = True,
              allow_failed_parity: bool = False, quiet: bool = False) -> Engine:  # fmt: skip
-        """Open a bundle. One whose build-time parity check failed is refused unless ``allow_failed_parity``
-        (then a warning on stderr on every load, unless ``quiet``)."""
-        from attnx.deploy.bundle.runtime import open_runtime
-
+        """Open a bundle: ``pool_size`` concurrent callers, ``threads`` CPU threads per call (None: the backend's
+        default); ``verify`` checks the files' SHA-256. One whose build-time parity check failed is refused
+        unless ``allow_failed_parity`` (then a warning on stderr on every load, unless ``quiet``).
+        Raises :class:`~attnx.core.errors.UserError` for a corrupt bundle or one this machine cannot run."""
         bundle = Path(bundle)
         manifest = load_manifest(bundle, verify=verify)
         check_recorded_parity(bundle, manifest, allow_failed_parity, quiet)
-        return cls(bundle, manifest, open_runtime(bundle, manifest, pool_size=pool_size, threads=threads))
+        return cls(bundle, manifest, open_runner(bundle, manifest, pool_size=pool_size, threads=threads))
 
     @property
     def info(self) -> dict[str, Any]:
         """What runs: backend, precision, and the kernels used here (INT8: which integer path, see attnx.core.cpu)."""
         return {"backend": self.manifest.backend, "precision": self.manifest.precision,
-                "kernels": getattr(self._runtime, "kernels", "?")}  # fmt: skip
+                "kernels": self.runner.kernels or "?"}  # fmt: skip
 
     @property
     def inputs(self) -> list[IOSpec]:
@@ -61,10 +71,9 @@ class Engine:
         if self._closed:
             raise RuntimeError("Engine is closed")
         given = self._named(inputs, named)
-        if given and all(_is_cuda_tensor(v) for v in given.values()) and hasattr(self._runtime, "run_torch"):
-            return self._runtime.run_torch(given)  # type: ignore[no-any-return]  # checks names/dtypes/profile
-        feed = self._feed(given)
-        return self._runtime.run(feed)  # type: ignore[no-any-return]
+        if given and all(_is_cuda_tensor(v) for v in given.values()) and self.runner.capabilities.device_tensors:
+            return self.runner.infer_device(given)  # the runner checks names, dtypes and the profile
+        return self.runner.infer(self._feed(given))
 
     def _named(self, inputs: Mapping[str, Any] | Any, named: dict[str, Any]) -> dict[str, Any]:
         if inputs is not None and not isinstance(inputs, Mapping):
@@ -89,7 +98,7 @@ class Engine:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._runtime.close()
+                self.runner.deactivate()
 
     def __enter__(self) -> Engine:
         return self

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from attnx.deploy.apis.check import CheckResult
-    from attnx.deploy.parity.compare import ParityReport
-    from attnx.deploy.parity.layerwise import LayerwiseReport
+    from attnx.deploy.parity.report import LayerwiseReport, ParityReport
 
 
 def _suite(root: ET.Element, name: str, properties: dict[str, Any] | None = None) -> ET.Element:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from attnx.deploy.parity.compare import ParityReport
+    from attnx.deploy.parity.report import LayerwiseReport, ParityReport
     from attnx.exporters.report import OpReport
 
 _STATUS_STYLE = {"ok": "green", "restricted": "yellow", "plugin": "cyan", "unsupported": "bold red"}
@@ -62,4 +62,24 @@ def parity_table(report: ParityReport) -> Table:
                 case.label, out.name, "x".join(map(str, out.shape)), _fmt(out.max_abs), _fmt(out.mean_abs),
                 _fmt(out.rel_l2), _fmt(out.cosine, ".7f"), top1, result,
             )  # fmt: skip
+    return table
+
+
+def layerwise_table(report: LayerwiseReport, limit: int = 25) -> Table:
+    """A rich table: the tensors around the first divergence (or the worst ones when all agree)."""
+    table = Table(title=f"Layer-wise: {report.reference} vs {report.candidate}, policy {report.precision}",
+                  caption=report.summary())  # fmt: skip
+    for col, just in [("#", "right"), ("node", "left"), ("op", "left"), ("tensor", "left"), ("max abs", "right"),
+                      ("rel L2", "right"), ("cosine", "right"), ("result", "left")]:  # fmt: skip
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    first = report.first_divergence
+    if first is not None:
+        idx = report.checks.index(first)
+        rows = report.checks[max(0, idx - 3) : idx + 3]
+    else:
+        rows = sorted(report.checks, key=lambda c: -c.rel_l2)[:limit]
+    for c in rows:
+        result = "[green]ok[/]" if c.passed else f"[bold red]DIVERGES[/] {'; '.join(c.failures)}"
+        table.add_row(str(c.order), c.node, c.op_type, c.tensor, f"{c.max_abs:.2e}", f"{c.rel_l2:.2e}",
+                      f"{c.cosine:.6f}", result)  # fmt: skip
     return table

@@ -7,11 +7,13 @@ outputs (N, K), top-1 agreement. NaN or Inf in a candidate output always fails, 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from attnx.core.errors import UserError
+from attnx.deploy.parity.metrics import cosine_similarity, error_stat, max_abs_error, rel_l2_error
+from attnx.deploy.parity.report import OutputComparison, ParityCase
 
 
 @dataclass(frozen=True)
@@ -51,26 +53,6 @@ def policy(name: str) -> Tolerance:
     return POLICIES[name]
 
 
-@dataclass
-class OutputComparison:
-    name: str
-    shape: tuple[int, ...]
-    max_abs: float
-    mean_abs: float
-    rel_l2: float
-    cosine: float
-    worst_excess: float  # max of |d| − (atol + rtol·|ref|); ≤ 0 means the elementwise check holds
-    error_stat: dict | None = None  # the statistic's values and verdict when the policy uses one
-    top1: float | None = None  # agreement over unambiguous samples, for (N, K) classifier outputs
-    top1_samples: int = 0
-    nonfinite: str | None = None
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-
 def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance) -> OutputComparison:
     if ref.shape != cand.shape:
         return OutputComparison(
@@ -86,15 +68,13 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance)
             nonfinite=nonfinite, failures=[nonfinite],
         )  # fmt: skip
     diff = np.abs(c - r)
-    ref_norm = float(np.linalg.norm(r))
-    rel_l2 = float(np.linalg.norm(c - r) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(c - r))
-    denom = float(np.linalg.norm(r) * np.linalg.norm(c))
-    cosine = float(np.sum(r * c) / denom) if denom > 0 else (1.0 if np.array_equal(r, c) else 0.0)
+    rel_l2 = rel_l2_error(r, c)
+    cosine = cosine_similarity(r, c)
     worst_excess = float(np.max(diff - (tol.atol + tol.rtol * np.abs(r)))) if diff.size else 0.0
     comp = OutputComparison(
         name=name,
         shape=tuple(ref.shape),
-        max_abs=float(diff.max()) if diff.size else 0.0,
+        max_abs=max_abs_error(r, c),
         mean_abs=float(diff.mean()) if diff.size else 0.0,
         rel_l2=rel_l2,
         cosine=cosine,
@@ -103,8 +83,6 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance)
     if ref.ndim == 2 and ref.shape[1] > 1:
         comp.top1, comp.top1_samples = top1_agreement(r, c, margin=tol.atol)
     if tol.error_stat != "elemwise":
-        from attnx.deploy.parity.metrics import error_stat
-
         stat = error_stat(r, c, tol.atol, tol.rtol, tol.error_stat, tol.error_quantile)
         comp.error_stat = stat.to_dict()
         if not stat.passed:
@@ -142,43 +120,6 @@ def _nonfinite(arr: np.ndarray, who: str = "") -> str | None:
     return None
 
 
-@dataclass
-class ParityCase:
-    """One comparison run: one set of inputs through both backends."""
-
-    label: str  # e.g. "batch 3"
-    input_shapes: dict[str, tuple[int, ...]]
-    outputs: list[OutputComparison]
-
-    @property
-    def passed(self) -> bool:
-        return all(o.passed for o in self.outputs)
-
-
-@dataclass
-class ParityReport:
-    model: str
-    reference: str
-    candidate: str
-    precision: str
-    tolerance: Tolerance
-    input_source: str  # "seeded random (seed 0)" or the file
-    cases: list[ParityCase] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.cases) and all(c.passed for c in self.cases)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["passed"] = self.passed
-        for case, cd in zip(self.cases, d["cases"]):
-            cd["passed"] = case.passed
-            for out, od in zip(case.outputs, cd["outputs"]):
-                od["passed"] = out.passed
-        return _json_safe(d)
-
-
 def compare(
     ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], tol: Tolerance, label: str,
     input_shapes: dict[str, tuple[int, ...]],
@@ -187,14 +128,3 @@ def compare(
     if missing:
         raise UserError(f"candidate backend lacks output(s) {missing}; it has {sorted(cand)}")
     return ParityCase(label, input_shapes, [compare_output(n, ref[n], cand[n], tol) for n in ref])
-
-
-def _json_safe(obj: object) -> object:
-    """JSON has no NaN/Inf: write them as strings so the file stays standard JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj

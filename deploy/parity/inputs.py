@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, warn
 from attnx.deploy.backends.base import TensorSpec
 
 
@@ -67,8 +67,6 @@ def load_inputs(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
 
 def check_dtype(spec: TensorSpec, dtype: np.dtype, source: str) -> None:
     """Refuse data that is not numbers; say so (one line on stderr) when numbers are converted to the model's type."""
-    from attnx.core.errors import warn
-
     want = np.dtype(spec.dtype)
     if dtype.kind not in "biuf":  # strings, objects, complex, dates...
         raise UserError(f"input '{spec.name}' from {source} holds {dtype} values, not numbers; the model takes "

@@ -1,4 +1,10 @@
-"""Error statistics for parity, in the manner of Polygraphy's ``--check-error-stat``.
+"""Parity metrics: the one implementation of the per-output figures, and error statistics.
+
+``cosine_similarity``, ``rel_l2_error`` and ``max_abs_error`` compare a candidate tensor with a reference
+in float64 over every element at once; parity (:mod:`attnx.deploy.parity.compare`), the layer-wise search
+and calibration's agreement with FP32 (``attnx.calibration.evaluate``) all use them.
+
+Error statistics, in the manner of Polygraphy's ``--check-error-stat``:
 
 The elementwise rule (|Δ| ≤ atol + rtol·|ref| everywhere) lets one outlier element fail a whole output.
 For reduced precisions a statistic of the error is often the fairer gate: ``max``, ``mean``, ``median``
@@ -19,6 +25,34 @@ from attnx.core.errors import UserError
 
 ERROR_STATS = ("elemwise", "max", "mean", "median", "quantile")
 _REL_EPS = 1e-12  # keeps |Δ| / |ref| finite where the reference is exactly zero
+
+
+def _f64(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)  # no copy when already float64
+
+
+def cosine_similarity(ref: np.ndarray, cand: np.ndarray) -> float:
+    """Cosine of the angle between ``ref`` and ``cand`` (same shape, any dtype), flattened, in float64.
+
+    Returns a value in [-1, 1]; where either tensor is all zeros (no direction), 1.0 if they are equal, else 0.0.
+    Non-finite values propagate (NaN); callers that must name them check first.
+    """
+    r, c = _f64(ref), _f64(cand)
+    denom = float(np.linalg.norm(r) * np.linalg.norm(c))
+    return float(np.sum(r * c) / denom) if denom > 0 else (1.0 if np.array_equal(r, c) else 0.0)
+
+
+def rel_l2_error(ref: np.ndarray, cand: np.ndarray) -> float:
+    """Relative L2 error ‖cand − ref‖₂ / ‖ref‖₂ in float64 (the absolute ‖cand − ref‖₂ where ``ref`` is all zeros)."""
+    r, c = _f64(ref), _f64(cand)
+    ref_norm = float(np.linalg.norm(r))
+    return float(np.linalg.norm(c - r) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(c - r))
+
+
+def max_abs_error(ref: np.ndarray, cand: np.ndarray) -> float:
+    """max |cand − ref| in float64, in the outputs' units (0.0 for empty tensors)."""
+    d = np.abs(_f64(cand) - _f64(ref))
+    return float(d.max()) if d.size else 0.0
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnx.core.errors import UserError
+from attnx.core.files import atomic_path
+from attnx.deploy.parity.compare import compare
+from attnx.deploy.parity.inputs import check_shape
 
 if TYPE_CHECKING:
     from attnx.deploy.backends.base import TensorSpec
-    from attnx.deploy.parity.compare import ParityCase, Tolerance
+    from attnx.deploy.parity.compare import Tolerance
+    from attnx.deploy.parity.report import ParityCase
 
 FORMAT = "attnx-parity-io"
 VERSION = 1
@@ -81,8 +85,6 @@ def save_io(path: str | Path, cases: Sequence[IOCase], meta: dict[str, Any] | No
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     arrays[_HEADER] = np.array(json.dumps(header))
-    from attnx.core.files import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
     return path
@@ -119,19 +121,24 @@ def load_io(path: str | Path) -> SavedIO:
     return SavedIO({k: v for k, v in header.items() if k != "cases"}, cases)
 
 
-def check_io_inputs(saved: SavedIO, specs: Sequence[TensorSpec], source: str = "the saved inputs") -> None:
-    """Raise a UserError unless every case's inputs can feed a model with these input specs."""
-    from attnx.deploy.parity.inputs import check_shape
+def check_io_inputs(
+    saved: SavedIO | Sequence[tuple[str, dict[str, np.ndarray]]], specs: Sequence[TensorSpec],
+    source: str = "the saved inputs",
+) -> None:  # fmt: skip
+    """Raise a UserError unless every case's inputs can feed a model with these input specs.
 
+    ``saved`` is a loaded file, or its ``feeds()`` (label, input name → array) as a parity run takes them;
+    each case must hold every input of ``specs``, at a shape ``check_shape`` accepts and the spec's dtype.
+    """
     want = [s.name for s in specs]
-    for case in saved.cases:
-        missing = [n for n in want if n not in case.inputs]
+    for label, inputs in saved.feeds() if isinstance(saved, SavedIO) else saved:
+        missing = [n for n in want if n not in inputs]
         if missing:
-            raise UserError(f"{source} (case '{case.label}') lack the model input(s) {missing}; they hold "
-                            f"{sorted(case.inputs)}: save inputs from a run of this model")  # fmt: skip
+            raise UserError(f"{source} (case '{label}') lack the model input(s) {missing}; they hold "
+                            f"{sorted(inputs)}: save inputs from a run of this model")  # fmt: skip
         for spec in specs:
-            arr = case.inputs[spec.name]
-            check_shape(spec, tuple(arr.shape), source=f"{source} (case '{case.label}')")
+            arr = inputs[spec.name]
+            check_shape(spec, tuple(arr.shape), source=f"{source} (case '{label}')")
             if arr.dtype != spec.dtype:
                 raise UserError(f"input '{spec.name}' in {source} is {arr.dtype}, the model wants {spec.dtype}")
 
@@ -141,8 +148,6 @@ def replay(
     against: str = "reference",
 ) -> list[ParityCase]:  # fmt: skip
     """Run ``infer`` on every saved case and compare it with the outputs stored for role ``against``."""
-    from attnx.deploy.parity.compare import compare
-
     if against not in saved.roles:
         raise UserError(f"the saved run has no outputs for '{against}'; it has {saved.roles}")
     cases = []

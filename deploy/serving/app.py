@@ -26,22 +26,19 @@ from starlette.routing import Route
 
 from attnx.deploy.serving.limits import Limits, LimitsMiddleware, model_json_values
 from attnx.deploy.serving.models import ServedModel
-from attnx.deploy.serving.protocol import HEADER_LENGTH, ProtocolError, decode_request, encode_response
+from attnx.deploy.serving.protocol import (
+    EXTENSIONS,
+    HEADER_LENGTH,
+    ProtocolError,
+    decode_request,
+    encode_response,
+    server_version,
+)
 
 log = logging.getLogger("attnx.serve")
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 # Bodies above this are decoded and encoded in a worker thread, so one large JSON tensor does not stall
 # the event loop (and with it every other connection) while it is parsed.
 OFFLOAD_BYTES = 256 * 1024
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("attnx")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -95,6 +92,7 @@ _METRICS = [
 
 
 def prometheus_metrics(models: Sequence[ServedModel]) -> str:
+    """The served models' statistics in Prometheus text format, with Triton's metric names (``nv_inference_*``)."""
     lines = []
     for name, kind, help_text, value in _METRICS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
@@ -114,6 +112,11 @@ def create_app(
     models: Sequence[ServedModel], *, max_body_bytes: int | None = None, drain_timeout_s: float = 30.0,
     limits: Limits | None = None,
 ) -> FastAPI:  # fmt: skip
+    """The FastAPI app serving ``models`` over the KServe v2 HTTP protocol.
+
+    ``limits`` (default :class:`~attnx.deploy.serving.limits.Limits`) bound requests; ``max_body_bytes`` overrides
+    its body limit. Startup starts the batchers; shutdown drains requests for up to ``drain_timeout_s`` seconds.
+    """
     limits = limits or Limits()
     if max_body_bytes is not None:
         limits = dataclasses.replace(limits, max_body_bytes=max_body_bytes)
@@ -174,7 +177,7 @@ def create_app(
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "attnx", "version": _version(), "extensions": EXTENSIONS}
+        return {"name": "attnx", "version": server_version(), "extensions": EXTENSIONS}
 
     @app.post("/v2/repository/index")
     async def repository_index() -> list[dict[str, str]]:

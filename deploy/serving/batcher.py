@@ -45,10 +45,13 @@ class _Pending:
 
 @dataclass
 class Stat:
+    """A Triton statistic: a count and the total time, in nanoseconds."""
+
     count: int = 0
     ns: int = 0
 
     def add(self, seconds: float, n: int = 1) -> None:
+        """Count ``n`` more and add ``seconds`` to the total."""
         self.count += n
         self.ns += int(seconds * 1e9)
 
@@ -68,6 +71,13 @@ class BatcherStats:
 
 
 class DynamicBatcher:
+    """Stacks concurrent requests along axis 0 into engine runs of at most ``max_batch`` rows.
+
+    A batch runs when full or ``max_delay_s`` after its first request; up to ``concurrency`` run at once on
+    ``executor``. Unbatched models (no dynamic axis 0) run one request per call. More than ``max_queue``
+    waiting requests are refused (QueueFull). Raises ValueError for ``max_batch`` < 1 or ``max_delay_s`` < 0.
+    """
+
     def __init__(self, run: RunFn, executor: Executor, *, batched: bool, max_batch: int, max_delay_s: float,
                  concurrency: int = 1, max_queue: int = 1024):  # fmt: skip
         if max_batch < 1:

@@ -15,46 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from attnx.core.errors import UserError
+from attnx.deploy.serving.net import bind, check_port, is_loopback
+from attnx.deploy.serving.triton_repo import write_repository
 
-
-def check_port(port: int, option: str = "--port") -> None:
-    """TCP ports are 0..65535; 0 asks the system for any free port (the serving line prints which)."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise UserError(f"{option} must be 0..65535 (0: any free port), got {port}")
-
-
-def is_loopback(address: str) -> bool:
-    """True for any loopback address: 127.0.0.0/8, ::1, and IPv4-mapped ones (::ffff:127.x.y.z)."""
-    import ipaddress
-
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: any free port), bound before serving so errors are one clear line."""
-    check_port(port)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise UserError(f"cannot resolve host '{host}': {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    # proto must say TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto is IPPROTO_TCP,
-    # and with Nagle on, a response written as headers + body waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
+# The server's modules (numpy, fastapi, uvicorn, grpc) are imported inside the functions that serve, so
+# `attnx --help` and `attnx triton-repo` do not load them.
 
 
 def make_server(bundles: Sequence[str | Path], *, max_batch: int = 8, max_delay_ms: float = 1.0,
@@ -269,8 +234,6 @@ def triton_repo(bundles: Sequence[str | Path], out: Path, max_batch: int | None 
                 instances: int = 1, instance_kind: str = "auto", force: bool = False, check: bool = True,
                 verify: bool = True, allow_failed_parity: bool = False) -> list[Path]:  # fmt: skip
     """Write a Triton model repository for the bundles; print one line per model; return the model folders."""
-    from attnx.deploy.serving.triton_repo import write_repository
-
     models = write_repository(
         bundles, Path(out), max_batch=max_batch, max_delay_us=max_delay_us, instance_count=instances,
         instance_kind=instance_kind, force=force, check=check, verify=verify,

@@ -25,14 +25,17 @@ import numpy as np
 from attnx.core.errors import UserError
 from attnx.deploy.serving.limits import Limits, model_json_values
 from attnx.deploy.serving.models import ServedModel
+from attnx.deploy.serving.net import bind
 from attnx.deploy.serving.protocol import (
     BYTES,
     DATATYPES,
+    EXTENSIONS,
     InferRequest,
     ProtocolError,
     _bytes_payload,
     classify,
     decode_header,
+    server_version,
     v2_datatype,
 )
 
@@ -66,6 +69,7 @@ CONTENT_FIELDS = {
 
 
 def require_grpc() -> None:
+    """Raise a UserError naming what to install when grpcio or tritonclient's gRPC stubs are missing."""
     if _MISSING:
         raise UserError(
             f"--grpc-port needs grpcio and tritonclient's gRPC stubs ({_MISSING} is missing): "
@@ -166,6 +170,7 @@ class InferenceService(_Base):  # type: ignore[misc]
         await context.abort(getattr(grpc.StatusCode, CODES.get(exc.status, "INTERNAL")), exc.message)
 
     def lookup(self, name: str, version: str = "") -> ServedModel:
+        """The served model ``name`` (``version`` "" or its own). Raises ProtocolError 404 otherwise."""
         model = self.registry.get(name)
         if model is None:
             raise ProtocolError(404, f"unknown model '{name}'; this server has {sorted(self.registry)}")
@@ -175,12 +180,15 @@ class InferenceService(_Base):  # type: ignore[misc]
 
     # -- health and metadata ----------------------------------------------------------------------------
     async def ServerLive(self, request: Any, context: Any) -> Any:
+        """Always live while the process serves."""
         return service_pb2.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
+        """Ready once the HTTP app has started (and until it drains)."""
         return service_pb2.ServerReadyResponse(ready=self.is_ready())
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
+        """Ready when the server is; NOT_FOUND for an unknown model or version."""
         try:
             self.lookup(request.name, request.version)
         except ProtocolError as exc:
@@ -188,11 +196,11 @@ class InferenceService(_Base):  # type: ignore[misc]
         return service_pb2.ModelReadyResponse(ready=self.is_ready())
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
-        from attnx.deploy.serving.app import EXTENSIONS, _version
-
-        return service_pb2.ServerMetadataResponse(name="attnx", version=_version(), extensions=EXTENSIONS)
+        """The server's name, version and KServe v2 extensions."""
+        return service_pb2.ServerMetadataResponse(name="attnx", version=server_version(), extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        """A model's inputs and outputs (name, datatype, shape; -1 for dynamic axes)."""
         try:
             meta = self.lookup(request.name, request.version).metadata()
         except ProtocolError as exc:
@@ -200,6 +208,7 @@ class InferenceService(_Base):  # type: ignore[misc]
         return json_format.ParseDict(meta, service_pb2.ModelMetadataResponse())
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
+        """A model's configuration in Triton's model_config form."""
         try:
             config = self.lookup(request.name, request.version).config()
         except ProtocolError as exc:
@@ -207,6 +216,7 @@ class InferenceService(_Base):  # type: ignore[misc]
         return json_format.ParseDict({"config": config}, service_pb2.ModelConfigResponse())
 
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        """Triton-style statistics of one model, or of all when no name is given."""
         try:
             chosen = [self.lookup(request.name, request.version)] if request.name else self.models
         except ProtocolError as exc:
@@ -215,6 +225,7 @@ class InferenceService(_Base):  # type: ignore[misc]
         return json_format.ParseDict(stats, service_pb2.ModelStatisticsResponse())
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        """Every served model, READY."""
         state = "READY" if self.is_ready() else "UNAVAILABLE"
         response = service_pb2.RepositoryIndexResponse()
         for m in self.models:
@@ -223,6 +234,7 @@ class InferenceService(_Base):  # type: ignore[misc]
 
     # -- inference ------------------------------------------------------------------------------------
     async def ModelInfer(self, request: Any, context: Any) -> Any:
+        """Run one inference request through the model's batcher (raw or typed contents)."""
         try:
             return await self._infer(request)
         except ProtocolError as exc:
@@ -274,10 +286,12 @@ class GrpcFrontend:
 
     @property
     def address(self) -> str:
+        """``host:port`` as gRPC takes it (IPv6 in brackets), the bound port once started."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port if self.bound_port is None else self.bound_port}"
 
     async def start(self) -> int:
+        """Start listening; returns the bound port. Raises UserError when the address cannot be bound."""
         self.server = grpc.aio.server(options=server_options(self.limits))
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.service, self.server)
         try:
@@ -291,14 +305,13 @@ class GrpcFrontend:
         return port
 
     async def stop(self, grace_s: float) -> None:
+        """Stop taking RPCs; those in flight get ``grace_s`` seconds to finish."""
         if self.server is not None:
             await self.server.stop(grace_s)
 
 
 def check_grpc_port(host: str, port: int) -> None:
     """Fail with one line, before serving, when the gRPC port cannot be bound (port 0 always can)."""
-    from attnx.deploy.serving.cli import bind
-
     if port == 0:
         return
     try:

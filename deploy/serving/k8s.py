@@ -42,6 +42,10 @@ from typing import Any
 
 from attnx.core.errors import UserError
 from attnx.deploy.bundle.manifest import Manifest, check_recorded_parity, load_manifest
+from attnx.deploy.serving.bundles import parse_bundle_args
+from attnx.deploy.serving.k8s_schema import validate
+from attnx.deploy.serving.protocol import server_version
+from attnx.deploy.serving.triton_repo import write_repository
 
 # Triton container release → the TensorRT it ships (NVIDIA Frameworks Support Matrix). A release missing here
 # can still be used for TensorRT bundles by stating its TensorRT: --triton-tensorrt.
@@ -128,6 +132,8 @@ m.close()
 
 @dataclass
 class Memory:
+    """A bundle's memory needs, in bytes: the serving process peak (measured or estimated) and its own share."""
+
     method: str  # "measured" or "estimated"
     process_peak_bytes: int  # the whole attnx serve process (measured) or an estimate
     bundle_bytes: int  # what the bundle adds to a process (for Triton sizing)
@@ -197,6 +203,7 @@ def _metadata(name: str, namespace: str | None, annotations: dict[str, str] | No
 def triton_isvc(name: str, manifest: Manifest, memory: Memory, *, storage_uri: str, release: str,
                 namespace: str | None, min_replicas: int, max_replicas: int, target: int,
                 cpu: str) -> dict[str, Any]:  # fmt: skip
+    """The KServe InferenceService for the Triton runtime serving ``name``, sized from ``memory``."""
     mem = memory.bundle_bytes + TRITON_BASE_MIB * MIB
     resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": _mi(mem * 1.25)},
                                  "limits": {"memory": _mi(mem * 2)}}  # fmt: skip
@@ -224,6 +231,7 @@ def triton_isvc(name: str, manifest: Manifest, memory: Memory, *, storage_uri: s
 
 
 def serving_runtime(image: str, namespace: str | None) -> dict[str, Any]:
+    """The KServe ServingRuntime that runs ``attnx serve`` in ``image``."""
     container = {
         "name": "kserve-container",
         "image": image,
@@ -254,6 +262,7 @@ def serving_runtime(image: str, namespace: str | None) -> dict[str, Any]:
 def attnx_isvc(name: str, memory: Memory, *, storage_uri: str, namespace: str | None, min_replicas: int,
                max_replicas: int, target: int, max_batch: int, max_delay_ms: float, pool_size: int,
                threads: int) -> dict[str, Any]:  # fmt: skip
+    """The KServe InferenceService for ``attnx serve`` with this bundle, sized from ``memory`` and the pool."""
     cpu = str(pool_size * threads)
     annotations = {"serving.kserve.io/deploymentMode": "Serverless", "autoscaling.knative.dev/metric": "concurrency",
                    **_scrape(HTTP_PORT)}  # fmt: skip
@@ -305,6 +314,8 @@ def dockerfile(version: str) -> str:
 # -- the command ------------------------------------------------------------------------------------------
 @dataclass
 class Written:
+    """One model's manifests as written: its name, backend, files and memory sizing."""
+
     name: str
     backend: str
     files: list[Path]
@@ -336,10 +347,6 @@ def write_manifests(bundles: Sequence[str | Path], out: Path, *, storage_uri: st
                     max_delay_ms: float = 1.0, pool_size: int = 1, threads: int = 1, measure: bool = True,
                     force: bool = False, allow_failed_parity: bool = False) -> list[Written]:  # fmt: skip
     """Plan, size and check every manifest, then write them all (see the module docstring)."""
-    from attnx.deploy.serving.k8s_schema import validate
-    from attnx.deploy.serving.models import parse_bundle_args
-    from attnx.deploy.serving.triton_repo import write_repository
-
     if not re.fullmatch(r"\d\d\.\d\d", triton_version):
         raise UserError(f"--triton-version is a Triton container release such as 24.08, got {triton_version!r}")
     for option, value in [("--min-replicas", min_replicas), ("--max-replicas", max_replicas),
@@ -354,9 +361,7 @@ def write_manifests(bundles: Sequence[str | Path], out: Path, *, storage_uri: st
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} exists and is not empty: pass --force to write into it")
     storage_uri = storage_uri.rstrip("/")
-    from attnx.deploy.serving.app import _version
-
-    image = image or f"attnx-serve:{_version()}"
+    image = image or f"attnx-serve:{server_version()}"
 
     plans: list[tuple[str, Path, Manifest, Memory, dict[str, dict[str, Any]]]] = []
     seen: set[str] = set()
@@ -420,7 +425,7 @@ def write_manifests(bundles: Sequence[str | Path], out: Path, *, storage_uri: st
         text, ext = _dump(runtime)
         (out / f"{RUNTIME}.servingruntime.{ext}").write_text(text)
         (out / "attnx-runtime").mkdir(exist_ok=True)
-        (out / "attnx-runtime" / "Dockerfile").write_text(dockerfile(_version()))
+        (out / "attnx-runtime" / "Dockerfile").write_text(dockerfile(server_version()))
     (out / "resources.json").write_text(json.dumps({"triton_base_mib_estimate": TRITON_BASE_MIB,
                                                     "models": sizes}, indent=2) + "\n")  # fmt: skip
     (out / "README.md").write_text(_readme(out, written, storage_uri, triton_version, image))

@@ -41,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may send and how long it may take: sizes in bytes, timeouts in seconds."""
+
     max_body_bytes: int = 64 << 20  # --max-body-mb 64
     max_header_bytes: int = 64 << 10  # --max-header-kb 64: request line + headers
     max_json_values: int = 1 << 21  # --max-json-values: numbers (and other JSON values) in one request
@@ -77,6 +79,8 @@ def model_json_values(inputs: Sequence[Any], limit: int, slack: int = 4096) -> i
 
 
 class BodyTimeout(ProtocolError):
+    """408: the request body stalled longer than ``--body-timeout`` (the connection is closed)."""
+
     def __init__(self, seconds: float):
         super().__init__(408, f"the request body stalled: no data for {seconds:g} s (--body-timeout); closing")
 

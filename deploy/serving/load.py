@@ -26,6 +26,8 @@ Feed = dict[str, np.ndarray]
 
 @dataclass
 class LoadResult:
+    """A load run: requests sent, concurrency, wall time (s), per-request latencies (s), errors, mismatches."""
+
     requests: int
     concurrency: int
     wall_s: float
@@ -35,9 +37,11 @@ class LoadResult:
 
     @property
     def completed(self) -> int:
+        """Requests answered correctly."""
         return len(self.latencies_s)
 
     def summary(self) -> dict[str, Any]:
+        """The run as JSON-ready data: counts, throughput (requests/s) and latency percentiles (ms)."""
         lat = np.asarray(self.latencies_s) * 1000
         return {
             "requests": self.requests,
@@ -57,6 +61,7 @@ class LoadResult:
 
 
 def check_loopback(url: str) -> str:
+    """``url`` unchanged when its host is loopback (127.0.0.0/8, ::1, localhost); UserError otherwise."""
     host = url.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
         return url

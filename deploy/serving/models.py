@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,47 +14,15 @@ import numpy as np
 from attnx.core.errors import UserError
 from attnx.deploy.bundle.engine import Engine, check_input
 from attnx.deploy.bundle.manifest import IOSpec, Manifest
-from attnx.deploy.serving.batcher import DynamicBatcher, Stat
+from attnx.deploy.serving.batcher import Closed, DynamicBatcher, QueueFull, Stat
+from attnx.deploy.serving.bundles import has_batch_axis, parse_bundle_args, profile_max_batch
 from attnx.deploy.serving.protocol import ProtocolError, v2_datatype, v2_shape
+from attnx.deploy.serving.triton_repo import model_config
 
 log = logging.getLogger("attnx.serve")
 
-# Model names become URL path segments and Triton repository folder names: keep them plain.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 VERSION = "1"  # a bundle is one version of one model
 PLATFORMS = {"ort": "onnxruntime_onnx", "trt": "tensorrt_plan"}
-
-
-def parse_bundle_args(args: Sequence[str | Path]) -> list[tuple[str, Path]]:
-    """``PATH`` or ``NAME=PATH`` → (name, path); the name defaults to the bundle folder's name."""
-    if not args:
-        raise UserError("give at least one bundle folder (made by `attnx build`)")
-    pairs: list[tuple[str, Path]] = []
-    for arg in args:
-        text = str(arg)
-        name, sep, rest = text.partition("=")
-        if sep and NAME_RE.match(name) and not Path(text).exists():
-            path = Path(rest)
-        else:
-            name, path = Path(text).resolve().name, Path(text)
-        if not NAME_RE.match(name):
-            raise UserError(
-                f"model name {name!r} (from {text}) is not usable in URLs and Triton repositories: use letters, "
-                "digits, '_', '.', '-', or name it explicitly as NAME=PATH"
-            )  # fmt: skip
-        pairs.append((name, path))
-    return pairs
-
-
-def has_batch_axis(manifest: Manifest) -> bool:
-    """True when every input and output has a dynamic axis 0: requests can be stacked and split along it."""
-    return all(s.shape and isinstance(s.shape[0], str) for s in [*manifest.inputs, *manifest.outputs])
-
-
-def profile_max_batch(manifest: Manifest) -> int | None:
-    """The largest axis-0 size the engine's profiles accept (None: unbounded)."""
-    limits = [int(s.profile["max"][0]) for s in manifest.inputs if s.profile]
-    return min(limits) if limits else None
 
 
 def _check_datatypes(name: str, manifest: Manifest) -> None:
@@ -70,6 +37,8 @@ def _check_datatypes(name: str, manifest: Manifest) -> None:
 
 @dataclass
 class ServedModel:
+    """One bundle as served: its engine, the batcher in front of it and the executor it runs on."""
+
     name: str
     bundle: Path
     engine: Engine
@@ -80,17 +49,17 @@ class ServedModel:
 
     @property
     def manifest(self) -> Manifest:
+        """The bundle's manifest."""
         return self.engine.manifest
 
     @property
     def batched(self) -> bool:
+        """True when requests are stacked along axis 0 (every input and output has a dynamic batch)."""
         return self.batcher.batched
 
     async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a validated feed through the batcher; every failure becomes the ProtocolError both protocols
         answer with: 503 (queue full or shutting down), 400 (the engine refused the input), 500 (it failed)."""
-        from attnx.deploy.serving.batcher import Closed, QueueFull
-
         try:
             return await self.batcher.submit(feed)
         except (QueueFull, Closed) as exc:
@@ -118,6 +87,7 @@ class ServedModel:
         return checked
 
     def metadata(self) -> dict[str, Any]:
+        """The model's KServe v2 metadata: name, versions, platform, inputs and outputs."""
         def tensor(s: IOSpec) -> dict[str, Any]:
             return {"name": s.name, "datatype": v2_datatype(s.dtype), "shape": v2_shape(s.shape)}
 
@@ -131,8 +101,6 @@ class ServedModel:
 
     def config(self) -> dict[str, Any]:
         """This model's configuration in Triton's model_config JSON form, as this server runs it."""
-        from attnx.deploy.serving.triton_repo import model_config
-
         return model_config(
             self.name, self.manifest, max_batch=self.batcher.max_batch if self.batched else 0,
             max_delay_us=int(self.max_delay_s * 1e6) if self.batcher.max_batch > 1 else None,
@@ -141,6 +109,7 @@ class ServedModel:
         )  # fmt: skip
 
     def statistics(self) -> dict[str, Any]:
+        """The model's statistics in Triton's form (counts; times in nanoseconds)."""
         s = self.batcher.stats
 
         def stat(x: Stat) -> dict[str, int]:
@@ -164,6 +133,7 @@ class ServedModel:
         }
 
     def close(self) -> None:
+        """Wait for running work, then release the engine."""
         self.executor.shutdown(wait=True)
         self.engine.close()
 

@@ -24,6 +24,20 @@ import numpy as np
 
 from attnx.deploy.bundle.manifest import IOSpec
 
+# The KServe v2 extensions both frontends (HTTP and gRPC) report in the server metadata.
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+
+
+def server_version() -> str:
+    """The installed attnx version, as the server metadata reports it ("unknown" when not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("attnx")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 # v2 datatype name → NumPy dtype (the protocol's binary layout is little-endian).
@@ -62,6 +76,8 @@ def v2_shape(shape: Sequence[int | str]) -> list[int]:
 
 @dataclass
 class RequestedOutput:
+    """An output a request asks for: binary or JSON, and ``class_count`` > 0 for top-K classification."""
+
     name: str
     binary: bool = False
     class_count: int = 0  # > 0: classification extension, top-K as BYTES
@@ -69,6 +85,8 @@ class RequestedOutput:
 
 @dataclass
 class InferRequest:
+    """A decoded inference request: input arrays by name, the outputs asked for, id and parameters."""
+
     inputs: dict[str, np.ndarray]
     outputs: list[RequestedOutput]
     id: str | None = None

@@ -32,6 +32,7 @@ from typing import Any
 from attnx.core.errors import UserError
 from attnx.core.files import write_text
 from attnx.deploy.bundle.manifest import IOSpec, Manifest, check_recorded_parity, load_manifest
+from attnx.deploy.serving.bundles import has_batch_axis, parse_bundle_args, profile_max_batch
 
 DATA_TYPES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
@@ -201,6 +202,8 @@ def compute_capability(manifest: Manifest) -> str | None:
 
 @dataclass
 class RepoModel:
+    """One Triton model as planned: its config (JSON form), the files to copy and the bundles it comes from."""
+
     name: str
     config: dict[str, Any]
     files: dict[str, Path]  # path inside the model folder → source file
@@ -215,8 +218,6 @@ def _io_signature(m: Manifest) -> list[tuple[str, str, list[int | str]]]:
 def plan_model(name: str, bundles: list[tuple[Path, Manifest]], *, max_batch: int | None, max_delay_us: int | None,
                instance_count: int, instance_kind: str) -> RepoModel:  # fmt: skip
     """Decide one Triton model (config and files) from the bundles given for it."""
-    from attnx.deploy.serving.models import has_batch_axis, profile_max_batch
-
     backends = {m.backend for _, m in bundles}
     if len(backends) > 1:
         raise UserError(f"model '{name}' is given bundles of different backends {sorted(backends)}: name them apart")
@@ -443,8 +444,6 @@ def write_repository(bundles: Sequence[str | Path], out: Path, *, max_batch: int
                      force: bool = False, check: bool = True, verify: bool = True,
                      allow_failed_parity: bool = False) -> list[RepoModel]:  # fmt: skip
     """Write (or add to) a Triton model repository; every config is planned and checked before any is written."""
-    from attnx.deploy.serving.models import parse_bundle_args
-
     if instance_kind not in ("auto", "cpu", "gpu"):
         raise UserError(f"unknown instance kind '{instance_kind}': choose auto, cpu or gpu")
     if instance_count < 1:

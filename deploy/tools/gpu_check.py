@@ -69,7 +69,7 @@ LAUNCH_OPTIONS: dict[str, Any] = {"num_warps": 4, "enable_fp_fusion": False}
 
 
 def _references() -> dict[str, Callable[..., np.ndarray]]:
-    from attnx.plugins.spec import ops
+    from attnx.plugins.registry import ops
 
     return {name: spec.reference for name, spec in ops().items() if spec.reference is not None}
 
@@ -685,7 +685,7 @@ def _stand_in_tensorrt() -> types.ModuleType:
 
 @contextlib.contextmanager
 def stand_in_tensorrt() -> Iterator[None]:
-    rt_mod = _deploy("attnx.deploy.backends.tensorrt.runner")
+    rt_mod = _deploy("attnx.deploy.backends.tensorrt.util")
     saved = sys.modules.get("tensorrt")
     sys.modules["tensorrt"] = _stand_in_tensorrt()
     rt_mod._LOGGER = None
@@ -721,7 +721,11 @@ def _stand_in_bundle(folder: Path, dtype: str, shape_max: tuple[int, ...], cc: s
 
 def section_runtime(report: Report, loops: int, torch_cuda: bool) -> None:
     from attnx.deploy.backends.tensorrt import cuda_mem
-    TrtRuntime = _deploy("attnx.deploy.backends.tensorrt.runner").TrtRuntime  # noqa: N806
+    trt_runner = _deploy("attnx.deploy.backends.tensorrt.runner")
+
+    def open_stand_in(folder: Path, manifest: Any, **options: Any) -> Any:  # the runner, as the bundle layer opens it
+        info = trt_runner.TrtPlanInfo.from_record(manifest.to_dict(), folder)
+        return trt_runner.TrtRunner.from_bundle_files(folder / "engine.plan", info, **options)
 
     cuda_mem.set_device(0)
     cc = cuda_mem.device_info(0)["compute_capability"]
@@ -735,13 +739,13 @@ def section_runtime(report: Report, loops: int, torch_cuda: bool) -> None:
             for dtype, pinned, graph in configs:
                 manifest = _stand_in_bundle(Path(tmp), dtype, shape_max, cc)
                 bad = 0
-                with TrtRuntime(Path(tmp), manifest, pool_size=2, cuda_graph=graph, pinned=pinned) as runtime:
+                with open_stand_in(Path(tmp), manifest, pool_size=2, cuda_graph=graph, pinned=pinned) as runtime:
                     for i in range(loops if not warm else 2):
                         n = 1 + i % shape_max[0]
                         x = np.random.default_rng(i).standard_normal((n, *shape_max[1:])).astype(dtype)
-                        y = runtime.run({"x": x})["y"]
+                        y = runtime.infer({"x": x})["y"]
                         bad += not (y.shape == x.shape and np.array_equal(y, x))
-                    _, times = runtime.run_timed({"x": x})
+                    _, times = runtime.infer_timed({"x": x})
                     info = runtime.info
                 if not warm:
                     report.check("runtime", bad == 0, check="TrtRuntime.run copies (stand-in engine: y = x)",
@@ -759,11 +763,11 @@ def section_runtime(report: Report, loops: int, torch_cuda: bool) -> None:
             import torch
 
             manifest = _stand_in_bundle(Path(tmp), "float32", shape_max, cc)
-            with TrtRuntime(Path(tmp), manifest, pool_size=1) as runtime:
+            with open_stand_in(Path(tmp), manifest, pool_size=1) as runtime:
                 ok = True
                 for i in range(5):
                     t = torch.randn((1 + i, *shape_max[1:]), device="cuda") * (i + 1)
-                    yt = runtime.run_torch({"x": t * 2})["y"]  # ordered after torch's multiply, before its compare
+                    yt = runtime.infer_device({"x": t * 2})["y"]  # ordered after torch's multiply, before its compare
                     ok = ok and bool(torch.equal(yt, t * 2))
             report.check("runtime", ok, check="TrtRuntime.run_torch orders with torch's stream")
 

@@ -66,7 +66,7 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
     from attnx.calibration.precision import apply_openvino_int8, apply_precision
     from attnx.deploy.bench.measure import BenchOptions, BenchTarget, measure, paired_ratios, summarize
     from attnx.deploy.tools.int8_bench import export
-    from attnx.deploy.tools.selection_report import direct_runner
+    from attnx.deploy.tools.selection_report import direct_runner, first_output
 
     path = export(name, size, folder, None, config)
     model = load_model(path)
@@ -111,7 +111,8 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
     samples = held.arrays[input_name]
 
     def outputs(run: Any) -> dict[str, np.ndarray]:
-        return {"output": np.concatenate([run({input_name: samples[i : i + 1]})[0] for i in range(len(samples))])}
+        return {"output": np.concatenate([first_output(run, {input_name: samples[i : i + 1]})
+                                          for i in range(len(samples))])}
 
     reference = outputs(runners["fp32"])
     for key in keys[1:]:
@@ -120,7 +121,8 @@ def bench_model(name: str, config: str | None, size: int | None, threads: int, r
         row["variants"][key]["top1_agreement"] = round(1.0 - a.top1_drop_all / 100.0, 4)
 
     if runs:
-        targets = [BenchTarget(k, "openvino", "fp32" if k == "fp32" else "int8", infer=runners[k]) for k in keys]
+        targets = [BenchTarget(k, "openvino", "fp32" if k == "fp32" else "int8", infer=runners[k].infer)
+                   for k in keys]
         x = np.random.default_rng(0).standard_normal(tuple(row["input_shape"])).astype(np.float32)
         block = 1
         measured = {m.target.name: m for m in measure(targets, {input_name: x}, 1,

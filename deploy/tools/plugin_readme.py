@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 import attnx.plugins
-from attnx.plugins.spec import OpSpec, ops
+from attnx.plugins.registry import ops
+from attnx.plugins.spec import OpSpec
 
 BEGIN = "<!-- BEGIN GENERATED FROM spec.py: python -m attnx.deploy.tools.plugin_readme -->"
 END = "<!-- END GENERATED -->"

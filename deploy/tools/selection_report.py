@@ -29,32 +29,31 @@ from typing import Any
 
 import numpy as np
 
+from attnx.deploy.backends.base import Runner
+from attnx.deploy.backends.onnxrt.runner import OnnxrtRunner
+from attnx.deploy.backends.openvino.runner import OpenVinoRunner
 from attnx.deploy.tools.int8_bench import RESNETS
 
 DIRECT = (("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
 
 
-def direct_runner(backend: str, precision: str, path: Path, threads: int) -> Any:
-    """A callable ``feed -> outputs`` running ``path`` with the library's own API and defaults."""
+def direct_runner(backend: str, precision: str, path: Path, threads: int) -> Runner:
+    """An activated runner of ``path`` with the library's own defaults (ORT: every graph optimisation, one
+    inter-op thread; OpenVINO: the LATENCY hint), ``threads`` CPU threads; ``backend``: ``ort`` or
+    ``openvino``; ``precision`` ``bf16`` compiles OpenVINO with bf16 inference precision."""
+    runner: Runner
     if backend == "ort":
-        import onnxruntime as ort
+        runner = OnnxrtRunner(path, threads=threads, inter_threads=1)
+    else:
+        runner = OpenVinoRunner(path, "bf16" if precision == "bf16" else "fp32", threads=threads,
+                                performance_hint="LATENCY")  # fmt: skip
+    runner.activate()
+    return runner
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 4  # failures are raised and reported in one line
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda feed: session.run(None, feed)
-    import openvino
 
-    hint = "bf16" if precision == "bf16" else "f32"
-    compiled = openvino.Core().compile_model(
-        str(path), "CPU",
-        {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"},
-    )  # fmt: skip
-    request = compiled.create_infer_request()
-    ports = list(compiled.outputs)
-    return lambda feed: [np.asarray(request.infer(feed)[p]) for p in ports]
+def first_output(runner: Runner, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """The runner's first output for ``feed``."""
+    return runner.infer(feed)[runner.output_names()[0]]
 
 
 def report_model(name: str, config: str | None, threads: int, iterations: int, folder: Path,
@@ -97,7 +96,7 @@ def report_model(name: str, config: str | None, threads: int, iterations: int, f
     samples = next(iter(held_out.arrays.values()))
 
     def outputs(run: Any) -> np.ndarray:
-        return np.concatenate([run({input_name: samples[i : i + 1]})[0] for i in range(len(samples))])
+        return np.concatenate([first_output(run, {input_name: samples[i : i + 1]}) for i in range(len(samples))])
 
     reference = outputs(runners[("ort", "fp32")])
     parity = {}
@@ -105,7 +104,7 @@ def report_model(name: str, config: str | None, threads: int, iterations: int, f
         comp = compare_output("output", reference, outputs(run), policy(key[1]))
         parity[key] = {"passed": comp.passed, "cosine": round(comp.cosine, 6), "failures": comp.failures}
 
-    targets = [BenchTarget(f"direct {b} {p}", b, p, infer=run) for (b, p), run in runners.items()]
+    targets = [BenchTarget(f"direct {b} {p}", b, p, infer=run.infer) for (b, p), run in runners.items()]
     chosen = bundle_target(built.bundle, threads, name="attnx best bundle")
     targets.append(chosen)
     feed = seeded_inputs([TensorSpec(input_name, np.dtype("float32"), (None, *shape[1:]))], {input_name: shape}, 0)

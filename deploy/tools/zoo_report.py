@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, entry in zoo().items():
             prepared = prepare_model(name)
             woken = wake_zero_parameters(prepared.model)
-            shape = (1, *entry.input_shape)
+            shape = entry.input_shape_for(None)
             t0 = time.perf_counter()
             options = ExportOptions(input_shape=shape, dynamic_hw=entry.dynamic_hw, opset=args.opset)
             result, report = export_model(prepared, Path(tmp) / f"{name}.onnx", options, target="trt10")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             parity = run_parity(prepared, result.path, POLICIES["fp32"], batches=[1, 3])
             outs = [o for c in parity.cases for o in c.outputs]
             rows.append({
-                "model": name, "task": entry.task, "input": "x".join(map(str, entry.input_shape)),
+                "model": name, "task": entry.task, "input": "x".join(map(str, entry.sample_shape)),
                 "dynamic_hw": entry.dynamic_hw, "params_m": count_params(prepared.model) / 1e6,
                 "gmacs": count_macs(prepared.model, shape) / 1e9, "onnx_nodes": result.node_count,
                 "op_types": len(report.ops), "export_s": export_s,

@@ -98,7 +98,7 @@ def _widths(table: Mapping[str, _W], config: str, model: str) -> _W:
     task="classification",
     family="spatial-transformer",
     paper="Jaderberg et al. 2015, Spatial Transformer Networks",
-    input_shape=(1, 28, 28),
+    sample_shape=(1, 28, 28),
     dynamic_hw=True,
     configs=("tiny",),
 )
@@ -117,7 +117,7 @@ def build_stn_classifier(
     task="segmentation",
     family="self-attention",
     paper="Fu et al. 2019, Dual Attention Network for Scene Segmentation",
-    input_shape=(3, 64, 64),
+    sample_shape=(3, 64, 64),
     dynamic_hw=True,
     configs=("tiny",),
 )
@@ -139,19 +139,20 @@ def build_danet_seg(config: str = "tiny", num_classes: int = 5, gate_init: float
 
 
 @register_model(
-    "ea_seg",
+    "external_attention_seg",
+    aliases=("ea_seg",),
     task="segmentation",
     family="external-attention",
     paper="Guo et al. 2021, Beyond Self-attention: External Attention using Two Linear Layers",
-    input_shape=(3, 64, 64),
+    sample_shape=(3, 64, 64),
     dynamic_hw=True,
     configs=("tiny",),
 )
 def build_ea_seg(config: str = "tiny", num_classes: int = 5, memory_slots: int = 64, **kwargs: object) -> nn.Module:
     """EANet: an external-attention head (two linear memories, double normalization) on a dilated OS-8 backbone."""
     if kwargs:
-        raise UserError(f"ea_seg: unknown arguments {', '.join(kwargs)}")
-    w1, w2, w3, w4 = _widths(_SEG_WIDTHS, config, "ea_seg")
+        raise UserError(f"external_attention_seg: unknown arguments {', '.join(kwargs)}")
+    w1, w2, w3, w4 = _widths(_SEG_WIDTHS, config, "external_attention_seg")
     backbone = DilatedBackbone(3, (w1, w2, w3, w4))
     head = EAHead(backbone.out_channels, num_classes, channels=w4 // 2, memory_slots=memory_slots)
     return SegmentationNet(backbone, head)

@@ -88,11 +88,12 @@ _CONFIGS: dict[str, dict[str, Any]] = {"tiny": dict(widths=(8, 16, 32, 64, 128),
 
 
 @register_model(
-    "ca_c2f_neck",
+    "coordatt_c2f_neck",  # Coordinate Attention (CoordAtt) in the C2f blocks
+    aliases=("ca_c2f_neck",),
     task="detection",
     family="channel-spatial",
     paper="Hou et al., 2021 (Coordinate Attention) in a YOLOv8-style C2f neck (Jocher et al., 2023)",
-    input_shape=(3, 64, 64),
+    sample_shape=(3, 64, 64),
     dynamic_hw=True,
     configs=("tiny",),
 )

@@ -209,16 +209,19 @@ def _build(config: str, num_classes: int | None, kwargs: dict[str, Any], **arch:
     return ResNet(**args)
 
 
-def _register(name: str, family: str, paper: str, figures: PaperFigures) -> Callable[[Callable], Callable]:
+def _register(
+    name: str, family: str, paper: str, figures: PaperFigures, aliases: tuple[str, ...] = ()
+) -> Callable[[Callable], Callable]:
     return register_model(
         name,
+        aliases=aliases,
         task="classification",
         family=family,
         paper=paper,
-        input_shape=_SHAPES["tiny"],
+        sample_shape=_SHAPES["tiny"],
         dynamic_hw=True,
         configs=_CONFIG_NAMES,
-        config_input_shapes=_SHAPES,
+        config_sample_shapes=_SHAPES,
         paper_figures={"resnet50": figures},
     )
 
@@ -233,7 +236,7 @@ _V1_NOTE = (
 
 
 @_register(
-    "se_resnet",
+    "seresnet",  # timm's spelling
     "channel",
     "Hu et al., 2018 (Squeeze-and-Excitation Networks)",
     PaperFigures(
@@ -245,6 +248,7 @@ _V1_NOTE = (
             "Stride on the first 1×1 conv, as in the authors' Caffe models."
         ),
     ),
+    aliases=("se_resnet",),
 )
 def build_se_resnet(config: str = "tiny", num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """SE-ResNet: a squeeze-and-excitation block (r=16) on every residual branch before the add."""
@@ -286,7 +290,7 @@ def build_bam_resnet(config: str = "tiny", num_classes: int | None = None, **kwa
 
 
 @_register(
-    "eca_resnet",
+    "ecaresnet",  # timm's spelling
     "channel",
     "Wang et al., 2020 (ECA-Net: Efficient Channel Attention)",
     PaperFigures(
@@ -299,6 +303,7 @@ def build_bam_resnet(config: str = "tiny", num_classes: int | None = None, **kwa
             f"Adaptive k per eq. 12 (5, 5, 5, 7 for 256–2048 channels); {_V1_NOTE}."
         ),
     ),
+    aliases=("eca_resnet",),
 )
 def build_eca_resnet(config: str = "tiny", num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """ECA-ResNet: efficient channel attention (adaptive 1-D kernel) on every residual branch before the add."""
@@ -306,14 +311,15 @@ def build_eca_resnet(config: str = "tiny", num_classes: int | None = None, **kwa
 
 
 @register_model(
-    "ca_resnet",
+    "coordatt_resnet",  # Coordinate Attention (CoordAtt), not channel attention
+    aliases=("ca_resnet",),
     task="classification",
     family="channel-spatial",
     paper="Hou et al., 2021 (Coordinate Attention for Efficient Mobile Network Design)",
-    input_shape=_SHAPES["tiny"],
+    sample_shape=_SHAPES["tiny"],
     dynamic_hw=True,
     configs=_CONFIG_NAMES,
-    config_input_shapes=_SHAPES,
+    config_sample_shapes=_SHAPES,
     # No paper figures: the CA paper reports ImageNet results for MobileNetV2 / MobileNeXt only.
 )
 def build_ca_resnet(config: str = "tiny", num_classes: int | None = None, **kwargs: Any) -> nn.Module:
@@ -322,7 +328,7 @@ def build_ca_resnet(config: str = "tiny", num_classes: int | None = None, **kwar
 
 
 @_register(
-    "psa_resnet",
+    "epsanet",  # the paper's name; PSA here is Pyramid Split Attention, not Polarized Self-Attention
     "channel",
     "Zhang et al., 2021 (EPSANet: Pyramid Split Attention)",
     PaperFigures(
@@ -333,6 +339,7 @@ def build_ca_resnet(config: str = "tiny", num_classes: int | None = None, **kwar
             "replaces each bottleneck's 3×3 conv and carries the stride, as in the authors' code."
         ),
     ),
+    aliases=("psa_resnet",),
 )
 def build_psa_resnet(config: str = "tiny", num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """EPSANet: a pyramid split attention module in place of each bottleneck's 3×3 conv."""
@@ -348,7 +355,7 @@ def _psa_mid(cin: int, cout: int, stride: int, groups: Sequence[int]) -> nn.Modu
 
 
 @_register(
-    "scconv_resnet",
+    "scnet",  # the paper's and its code's name (scnet50); SCConv is also Li et al. 2023's unrelated module
     "spatial",
     "Liu et al., 2020 (SCNet: Self-Calibrated Convolutions)",
     PaperFigures(
@@ -359,6 +366,7 @@ def _psa_mid(cin: int, cout: int, stride: int, groups: Sequence[int]) -> nn.Modu
             "replaces each bottleneck's 3×3 conv, strided in K1 and K4 as in the authors' code."
         ),
     ),
+    aliases=("scconv_resnet",),
 )
 def build_scconv_resnet(config: str = "tiny", num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """SCNet: a self-calibrated convolution in place of each bottleneck's 3×3 conv."""

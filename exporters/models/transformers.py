@@ -136,10 +136,10 @@ class VisionTransformer(nn.Module):
     task="classification",
     family="self-attention",
     paper="Dosovitskiy et al. 2021 (ViT); Touvron et al. 2021 (DeiT)",
-    input_shape=(3, 32, 32),
+    sample_shape=(3, 32, 32),
     dynamic_hw=False,
     configs=("tiny", "vit_s16"),
-    config_input_shapes={"vit_s16": (3, 224, 224)},
+    config_sample_shapes={"vit_s16": (3, 224, 224)},
     paper_figures={
         "vit_s16": PaperFigures(
             params_m=22.05,
@@ -282,10 +282,10 @@ class ResT(nn.Module):
     task="classification",
     family="self-attention",
     paper="Zhang & Yang 2021 (ResT)",
-    input_shape=(3, 64, 64),
+    sample_shape=(3, 64, 64),
     dynamic_hw=True,
     configs=("tiny", "rest_lite"),
-    config_input_shapes={"rest_lite": (3, 224, 224)},
+    config_sample_shapes={"rest_lite": (3, 224, 224)},
     paper_figures={
         "rest_lite": PaperFigures(
             params_m=10.49,
@@ -491,10 +491,10 @@ class MobileViTv2(nn.Module):
     task="classification",
     family="self-attention",
     paper="Mehta & Rastegari 2022 (MobileViTv2, separable self-attention)",
-    input_shape=(3, 64, 64),
+    sample_shape=(3, 64, 64),
     dynamic_hw=True,
     configs=("tiny", "mobilevitv2_050"),
-    config_input_shapes={"mobilevitv2_050": (3, 256, 256)},
+    config_sample_shapes={"mobilevitv2_050": (3, 256, 256)},
     paper_figures={
         "mobilevitv2_050": PaperFigures(
             params_m=1.37,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import triton
 import triton.language as tl
 
+# launch is looked up per call (not imported by name): deploy.tools.gpu_check wraps it.
+from attnx.plugins import _triton
 from attnx.plugins.grid_sample.kernel import MODE_IDS, PADDING_IDS, output_index, sample_at
 
 if TYPE_CHECKING:
@@ -44,6 +46,12 @@ def affine_grid_sample_kernel(
     ALIGN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    """AffineGridSample: y (N, C, Ho, Wo) = x (N, C, H, W) sampled where theta (N, 2, 3) maps the output grid.
+
+    One program per BLOCK outputs.
+
+    The grid is computed in the kernel (never stored); FP32 compute for FP16 I/O.
+    """
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     lane_mask = offs < N * C * Ho * Wo
     n, c, ho, wo = output_index(offs, C, Ho, Wo)
@@ -66,6 +74,7 @@ SCALARS = ("N", "C", "H", "W", "Ho", "Wo")
 
 
 def constexprs(mode: str, padding_mode: str, align_corners: int, block: int) -> dict[str, int]:
+    """The kernel's compile-time constants for these attributes and block size (elements per program)."""
     return {"MODE": MODE_IDS[mode], "PAD": PADDING_IDS[padding_mode], "ALIGN": int(align_corners), "BLOCK": block}
 
 
@@ -85,8 +94,6 @@ def run(
     """Run the kernel: on CUDA tensors natively, on CPU tensors in Triton's interpreter."""
     import torch
 
-    from attnx.plugins._triton import launch
-
     x = x.contiguous()
     theta = theta.to(x.dtype).contiguous()
     n, c, h, w = x.shape
@@ -97,12 +104,14 @@ def run(
         return y
     block = block or (min(8192, triton.next_power_of_2(total)) if x.device.type == "cpu" else AOT_BLOCK)
     cx = constexprs(mode, padding_mode, align_corners, block)
-    launch(affine_grid_sample_kernel, (triton.cdiv(total, block),), x, theta, n, c, h, w, ho, wo, y, **cx)
+    _triton.launch(affine_grid_sample_kernel, (triton.cdiv(total, block),), x, theta, n, c, h, w, ho, wo, y, **cx)
     return y
 
 
 def compile_aot(dtype: str, mode: str, padding_mode: str, align_corners: int, arch: int, block: int = AOT_BLOCK) -> Any:
-    from attnx.plugins._triton import compile_kernel
+    """Compile the kernel ahead of time for ``dtype`` ("float32"/"float16") and GPU ``arch`` (e.g. 80, 90).
 
+    Returns Triton's CompiledKernel (PTX in ``asm["ptx"]``); no GPU needed.
+    """
     cx = constexprs(mode, padding_mode, align_corners, block)
-    return compile_kernel(affine_grid_sample_kernel, dtype, SCALARS, cx, arch)
+    return _triton.compile_kernel(affine_grid_sample_kernel, dtype, SCALARS, cx, arch)

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 import triton
 import triton.language as tl
 
+# launch is looked up per call (not imported by name): deploy.tools.gpu_check wraps it.
+from attnx.plugins import _triton
+
 if TYPE_CHECKING:
     import torch
 
@@ -30,6 +33,10 @@ def double_norm_kernel(
     BLOCK_S: tl.constexpr,
     ROWS: tl.constexpr,
 ):
+    """DoubleNorm: y (N, P, S) = softmax over P of x, divided by EPS + its sum over S; program (n, block of ROWS rows).
+
+    Accumulates in FP32 for FP16 I/O; BLOCK_S must cover S.
+    """
     n = tl.program_id(0)
     r0 = tl.program_id(1) * ROWS
     cols = tl.arange(0, BLOCK_S)
@@ -73,8 +80,6 @@ def run(attn: torch.Tensor, eps: float = 1e-9, rows: int | None = None) -> torch
     """Run the kernel: on CUDA tensors natively, on CPU tensors in Triton's interpreter."""
     import torch
 
-    from attnx.plugins._triton import launch
-
     attn = attn.contiguous()
     n, p, s = attn.shape
     y = torch.empty_like(attn)
@@ -85,12 +90,10 @@ def run(attn: torch.Tensor, eps: float = 1e-9, rows: int | None = None) -> torch
     if attn.device.type == "cpu":
         b["BLOCK_P"] = min(triton.next_power_of_2(p), max(1, 8192 // b["BLOCK_S"]))
         b["ROWS"] = triton.cdiv(p, b["BLOCK_P"]) * b["BLOCK_P"]
-    launch(double_norm_kernel, (n, triton.cdiv(p, b["ROWS"])), attn, n, p, s, y, EPS=float(eps), **b)
+    _triton.launch(double_norm_kernel, (n, triton.cdiv(p, b["ROWS"])), attn, n, p, s, y, EPS=float(eps), **b)
     return y
 
 
 def compile_aot(dtype: str, eps: float, s: int, arch: int) -> Any:
     """Compile for memory-axis size ``s`` (it fixes BLOCK_S)."""
-    from attnx.plugins._triton import compile_kernel
-
-    return compile_kernel(double_norm_kernel, dtype, SCALARS, {"EPS": float(eps), **blocks(s)}, arch)
+    return _triton.compile_kernel(double_norm_kernel, dtype, SCALARS, {"EPS": float(eps), **blocks(s)}, arch)

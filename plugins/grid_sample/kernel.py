@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 import triton
 import triton.language as tl
 
+# launch is looked up per call (not imported by name): deploy.tools.gpu_check wraps it.
+from attnx.plugins import _triton
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,6 +28,7 @@ PADDING_IDS = {"zeros": 0, "border": 1, "reflection": 2}
 
 @triton.jit
 def unnormalize(coord, size, ALIGN: tl.constexpr):
+    """Normalised coordinate in [-1, 1] -> pixel coordinate on an axis of ``size`` (FP32), per ALIGN (align_corners)."""
     sizef = size.to(tl.float32)
     if ALIGN:
         return (coord + 1.0) / 2.0 * (sizef - 1.0)
@@ -175,6 +179,10 @@ def grid_sample_kernel(
     ALIGN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    """GridSample: y (N, C, Ho, Wo) = x (N, C, H, W) sampled at grid (N, Ho, Wo, 2); one program per BLOCK outputs.
+
+    Computes in FP32 for FP16 I/O; ``MODE``, ``PAD`` and ``ALIGN`` are the attributes as compile-time ids.
+    """
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     lane_mask = offs < N * C * Ho * Wo
     n, c, ho, wo = output_index(offs, C, Ho, Wo)
@@ -190,6 +198,7 @@ SCALARS = ("N", "C", "H", "W", "Ho", "Wo")
 
 
 def constexprs(mode: str, padding_mode: str, align_corners: int, block: int) -> dict[str, int]:
+    """The kernel's compile-time constants for these attributes and block size (elements per program)."""
     return {"MODE": MODE_IDS[mode], "PAD": PADDING_IDS[padding_mode], "ALIGN": int(align_corners), "BLOCK": block}
 
 
@@ -207,8 +216,6 @@ def run(
     """Run the kernel: on CUDA tensors natively, on CPU tensors in Triton's interpreter."""
     import torch
 
-    from attnx.plugins._triton import launch
-
     x = x.contiguous()
     grid = grid.to(x.dtype).contiguous()
     n, c, h, w = x.shape
@@ -220,13 +227,15 @@ def run(
     # The interpreter pays per program, not per lane: one big block.
     block = block or (min(8192, triton.next_power_of_2(total)) if x.device.type == "cpu" else AOT_BLOCK)
     cx = constexprs(mode, padding_mode, align_corners, block)
-    launch(grid_sample_kernel, (triton.cdiv(total, block),), x, grid, n, c, h, w, ho, wo, y, **cx)
+    _triton.launch(grid_sample_kernel, (triton.cdiv(total, block),), x, grid, n, c, h, w, ho, wo, y, **cx)
     return y
 
 
 def compile_aot(dtype: str, mode: str, padding_mode: str, align_corners: int, arch: int, block: int = AOT_BLOCK) -> Any:
-    from attnx.plugins._triton import compile_kernel
+    """Compile the kernel ahead of time for ``dtype`` ("float32"/"float16") and GPU ``arch`` (e.g. 80, 90).
 
-    return compile_kernel(
+    Returns Triton's CompiledKernel (PTX in ``asm["ptx"]``); no GPU needed.
+    """
+    return _triton.compile_kernel(
         grid_sample_kernel, dtype, SCALARS, constexprs(mode, padding_mode, align_corners, block), arch
     )

@@ -8,7 +8,7 @@ import tensorrt.plugin as trtp
 
 from attnx.plugins.grid_sample import kernel
 from attnx.plugins.grid_sample.spec import SPEC
-from attnx.plugins.trt import FLOAT_IO, aot_result, dims, dtype_name, target_arch
+from attnx.plugins.trt_base import FLOAT_IO, aot_result, dims, dtype_name, target_arch
 
 PLUGIN_ID = SPEC.trt_plugin_id
 
@@ -17,6 +17,7 @@ PLUGIN_ID = SPEC.trt_plugin_id
 def grid_sample_desc(
     X: trtp.TensorDesc, grid: trtp.TensorDesc, mode: str, padding_mode: str, align_corners: int
 ) -> trtp.TensorDesc:
+    """Output descriptor (shape expressions, X's dtype) from the spec's shape rule; SpecError for a bad node."""
     attrs = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
     (out,) = SPEC.infer_shapes([dims(X), dims(grid)], attrs, PLUGIN_ID)
     return trtp.from_shape_expr(out, dtype=X.dtype)
@@ -26,6 +27,7 @@ def grid_sample_desc(
 def grid_sample_autotune(
     X: trtp.TensorDesc, grid: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]
 ) -> list[trtp.AutoTuneCombination]:
+    """The supported type/format combinations: all FP32 or all FP16, linear layout."""
     return [trtp.AutoTuneCombination(f"{FLOAT_IO}, {FLOAT_IO}, {FLOAT_IO}", "LINEAR")]
 
 
@@ -39,6 +41,7 @@ def grid_sample_aot(
     outputs: tuple[trtp.TensorDesc],
     tactic: int,
 ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
+    """The AOT implementation: kernel name, PTX, launch parameters and int32 scalars (N, C, H, W, Ho, Wo)."""
     attrs = SPEC.resolve_attrs({"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}, PLUGIN_ID)
     dtype = dtype_name(X.dtype, PLUGIN_ID)
     compiled = kernel.compile_aot(dtype, attrs["mode"], attrs["padding_mode"], attrs["align_corners"], target_arch())

@@ -10,7 +10,8 @@ import pytest
 from attnx.core.errors import UserError
 from attnx.deploy.apis.check import check_table, compare_to_baseline, load_parity_file, make_record, run_check
 from attnx.deploy.bench.measure import BenchResult, ConfigResult, assign_speedups, summarize
-from attnx.deploy.parity.compare import POLICIES, ParityReport, compare
+from attnx.deploy.parity.compare import POLICIES, compare
+from attnx.deploy.parity.report import ParityReport
 
 MODEL = "cbam_resnet"
 

@@ -58,7 +58,8 @@ def test_zoo_lists_every_model_with_costs(tmp_path):
     result = invoke("zoo", "--json", tmp_path / "zoo.json")
     assert result.exit_code == 0, result.output
     models = json.loads((tmp_path / "zoo.json").read_text())["models"]
-    assert {"se_resnet", "vit_tiny", "ea_seg"} <= {m["name"] for m in models}
+    assert {"seresnet", "vit_tiny", "external_attention_seg"} <= {m["name"] for m in models}
+    assert {"se_resnet", "ea_seg"} <= {a for m in models for a in m["aliases"]}  # old names stay as aliases
     assert all(m["params_m"] > 0 and m["gmacs"] > 0 for m in models)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from attnx.core import cpu
 from attnx.deploy.apis.build import BuildOptions, build_bundle
-from attnx.deploy.apis.pipeline import run_bundle_parity
+from attnx.deploy.apis.parity import run_bundle_parity
 from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import load_manifest
 from attnx.deploy.bundle.runtime import int8_path

@@ -6,8 +6,8 @@ import numpy as np
 
 from attnx.deploy.apis.check import compare_to_baseline, make_record
 from attnx.deploy.cli.junit import junit_xml, write_junit
-from attnx.deploy.parity.compare import POLICIES, ParityReport, compare
-from attnx.deploy.parity.layerwise import LayerwiseReport, TensorCheck
+from attnx.deploy.parity.compare import POLICIES, compare
+from attnx.deploy.parity.report import LayerwiseReport, ParityReport, TensorCheck
 
 
 def report(noise: float, model: str = "cbam_resnet") -> ParityReport:

@@ -9,9 +9,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from attnx.core.errors import UserError
+from attnx.deploy.backends.onnx_graph import expose_intermediates
 from attnx.deploy.parity.compare import POLICIES
 from attnx.deploy.parity.layerwise import (
-    expose_intermediates,
     layerwise_compare,
     run_with_intermediates,
     topological_nodes,
@@ -151,8 +151,8 @@ def test_bad_inputs_are_user_errors(tmp_path, feed):
 def test_ort_bundle_engine_matches_its_fp32_onnx(tmp_path):
     """A real bundle: the shipped engine.onnx (ORT-optimised, fused) against the exported fp32 graph."""
     from attnx.deploy.apis.build import BuildOptions, build_bundle
+    from attnx.deploy.apis.parity import layerwise_bundle
     from attnx.deploy.apis.pipeline import export_model, prepare_model
-    from attnx.deploy.parity.layerwise import layerwise_bundle
     from attnx.exporters.export import ExportOptions
 
     prepared = prepare_model("tests.fixtures:tiny_net")
@@ -197,25 +197,26 @@ def _openvino_bundle(engine: onnx.ModelProto, dest, inference_precision: str = "
 
 def test_openvino_runner_exposes_intermediates(feed):
     pytest.importorskip("openvino")
-    from attnx.deploy.backends.openvino.runner import run_with_outputs
+    from attnx.deploy.backends.openvino.runner import OpenVinoRunner
 
-    values = run_with_outputs(gated_net(), feed, ["r1", "c2"])
+    runner = OpenVinoRunner(gated_net())
+    values = runner.infer_with_outputs(feed, ["r1", "c2"])
     ref = run_with_intermediates(gated_net(), feed, names=["r1", "c2"])
     assert {"y", "r1", "c2"} <= set(values)
     for name in ("y", "r1", "c2"):
         np.testing.assert_allclose(values[name], ref[name], rtol=1e-5, atol=1e-5)
     with pytest.raises(UserError, match=r"OpenVINO rejects the inputs: ParameterMismatch"):
-        run_with_outputs(gated_net(), {"x": np.zeros((1, 4, 8, 8), np.float32)}, [])
+        runner.infer_with_outputs({"x": np.zeros((1, 4, 8, 8), np.float32)}, [])
     with pytest.raises(UserError, match=r"intermediates exposed: nope node not found"):
-        run_with_outputs(gated_net(), feed, ["nope"])
+        runner.infer_with_outputs(feed, ["nope"])
 
 
 def test_openvino_runner_finds_the_perturbed_node(feed):
     pytest.importorskip("openvino")
-    from attnx.deploy.backends.openvino.runner import run_with_outputs
+    from attnx.deploy.backends.openvino.runner import OpenVinoRunner
 
     report = layerwise_compare(gated_net(), perturb_weight(gated_net(), "w2", 1.05), feed, FP32,
-                               candidate_runner=run_with_outputs)  # fmt: skip
+                               candidate_runner=OpenVinoRunner)  # fmt: skip
     first = report.first_divergence
     assert (first.node, first.tensor) == ("conv2", "c2") and report.last_agreeing.node == "relu1"
 
@@ -224,13 +225,18 @@ def test_openvino_bundle_is_searched_in_openvino(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
     import attnx.deploy.backends.openvino.runner as ov
     from attnx.deploy.apis.build import BuildOptions, build_bundle
-    from attnx.deploy.parity.layerwise import layerwise_bundle
+    from attnx.deploy.apis.parity import layerwise_bundle
 
     fp32 = _zoo_fp32(tmp_path)
     bundle = build_bundle(str(fp32), tmp_path / "ov", BuildOptions(backend="openvino", max_batch=2)).bundle
     calls = []
-    real = ov.run_with_outputs
-    monkeypatch.setattr(ov, "run_with_outputs", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = ov.OpenVinoRunner.infer_with_outputs
+
+    def spy(self, feed, names):
+        calls.append({"inference_precision": self.inference_precision})
+        return real(self, feed, names)
+
+    monkeypatch.setattr(ov.OpenVinoRunner, "infer_with_outputs", spy)
     x = {"input": np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)}
     report = layerwise_bundle(bundle, fp32, x)
     # twice: with the intermediates exposed, and a normal run its outputs are checked against (trust)
@@ -249,8 +255,8 @@ def test_openvino_bundle_is_searched_in_openvino(tmp_path, monkeypatch):
 
 def test_bf16_openvino_bundle_is_searched_in_bf16(tmp_path):
     pytest.importorskip("openvino")
+    from attnx.deploy.apis.parity import layerwise_bundle
     from attnx.deploy.backends.openvino.runner import bf16_supported
-    from attnx.deploy.parity.layerwise import layerwise_bundle
 
     fp32 = _zoo_fp32(tmp_path)
     model = onnx.load(str(fp32))

@@ -3,6 +3,7 @@ tensors they map to; never "all tensors agree" while the outputs differ; an engi
 trusted only where they reproduce the engine's own outputs."""
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import torch
 import torch.nn as nn
 from onnx import helper
 
+from attnx.deploy.backends.onnxrt.runner import OnnxrtRunner
 from attnx.deploy.parity.compare import POLICIES
-from attnx.deploy.parity.layerwise import layerwise_compare, run_with_intermediates
+from attnx.deploy.parity.layerwise import layerwise_compare
 from attnx.deploy.parity.layerwise_torch import layerwise_torch, node_module_path
 from attnx.exporters.export import ExportOptions, export_onnx
 
@@ -127,26 +129,28 @@ def test_zeros_returned_for_an_exposed_intermediate_are_not_reported(feed):
     """OpenVINO returns zeros for some exposed intermediates (a MaxPool of an INT8 bundle) while computing the
     outputs right: that tensor does not reproduce the engine's outputs, so it is no divergence."""
 
-    def runner(model, f, names):
-        values = run_with_intermediates(model, f, names=names)
-        if "r1" in values:
-            values["r1"] = np.zeros_like(values["r1"])
-        return values
+    class Runner(OnnxrtRunner):
+        def infer_with_outputs(self, f, names):
+            values = super().infer_with_outputs(f, names)
+            if "r1" in values:
+                values["r1"] = np.zeros_like(values["r1"])
+            return values
 
-    report = layerwise_compare(_gated(), _gated(), feed, FP32, candidate_runner=runner)
+    report = layerwise_compare(_gated(), _gated(), feed, FP32, candidate_runner=partial(Runner, optimize=False))
     assert [c.tensor for c in report.untrusted] == ["r1"]
     assert report.first_divergence is None and "first divergence" not in report.summary()
     assert "not trusted" in report.summary() and not report.passed
 
 
 def test_exposure_that_changes_the_outputs_is_said(feed):
-    def runner(model, f, names):
-        values = run_with_intermediates(model, f, names=names)
-        if names:  # the exposed run computes other outputs than the normal one
-            values["y"] = values["y"] * 0.5
-        return values
+    class Runner(OnnxrtRunner):
+        def infer_with_outputs(self, f, names):
+            values = super().infer_with_outputs(f, names)
+            if names:  # the exposed run computes other outputs than the normal one
+                values["y"] = values["y"] * 0.5
+            return values
 
-    report = layerwise_compare(_gated(), _gated(), feed, FP32, candidate_runner=runner)
+    report = layerwise_compare(_gated(), _gated(), feed, FP32, candidate_runner=partial(Runner, optimize=False))
     assert report.first_divergence is None and not report.passed
     assert "computes other final outputs when its intermediates are exposed" in report.summary()
 
@@ -156,7 +160,7 @@ def test_a_real_engine_divergence_is_still_found(feed):
 
     bad = perturb_weight(_gated(), "w2", 1.05)
     report = layerwise_compare(_gated(), bad, feed, FP32,
-                               candidate_runner=lambda m, f, n: run_with_intermediates(m, f, names=n))  # fmt: skip
+                               candidate_runner=partial(OnnxrtRunner, optimize=False))  # fmt: skip
     assert report.first_divergence.tensor == "c2" and report.first_divergence.trusted
 
 

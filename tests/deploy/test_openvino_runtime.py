@@ -70,7 +70,7 @@ def test_engine_runs_openvino_bundle_matching_torch(bundle):
     x = np.random.default_rng(3).standard_normal((5, 3, 16, 16)).astype(np.float32)
     ref = _torch(x)
     with Engine.load(bundle, threads=1) as engine:
-        assert type(engine._runtime).__name__ == "OpenVinoRuntime"
+        assert type(engine.runner).__name__ == "OpenVinoRunner"
         out = engine({"input": x})
         assert set(out) == {"output"} and out["output"].dtype == np.float32 and out["output"].shape == ref.shape
         assert np.abs(out["output"] - ref).max() <= 1e-4
@@ -130,10 +130,10 @@ def test_bf16_support_is_reported_and_bf16_bundle_runs_where_supported(fp32_onnx
     x = np.random.default_rng(5).standard_normal((4, 3, 16, 16)).astype(np.float32)
     ref = _torch(x)
     with Engine.load(bundle, threads=1) as engine:
-        assert engine._runtime.inference_precision == "bf16"
+        assert engine.runner.inference_precision == "bf16"
         import openvino
 
-        assert engine._runtime._compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.bf16
+        assert engine.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.bf16
         out = engine(x)["output"]
     assert out.dtype == np.float32
     cos = float((out.ravel() @ ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)))
@@ -200,10 +200,10 @@ def test_build_saves_the_compiled_model_and_loading_uses_it(tmp_path):
     assert result.parity.passed  # the build's parity check ran on the imported model
     x = np.random.default_rng(2).standard_normal((3, 3, 16, 16)).astype(np.float32)
     with Engine.load(result.bundle, pool_size=2, threads=1) as engine:
-        assert engine._runtime.compiled_from == "blob"
+        assert engine.runner.compiled_from == "blob"
         # streams and threads are applied at import: they are not baked into the blob
-        assert engine._runtime._compiled.get_property("NUM_STREAMS") == 2
-        assert engine._runtime._compiled.get_property("INFERENCE_NUM_THREADS") == 2
+        assert engine.runner.compiled.get_property("NUM_STREAMS") == 2
+        assert engine.runner.compiled.get_property("INFERENCE_NUM_THREADS") == 2
         out = engine(x)["output"]
     assert np.abs(out - _torch(x)).max() <= 1e-4
 
@@ -211,7 +211,7 @@ def test_build_saves_the_compiled_model_and_loading_uses_it(tmp_path):
 def test_compiled_model_gives_what_the_onnx_gives(compiled_bundle, bundle):
     x = np.random.default_rng(4).standard_normal((5, 3, 16, 16)).astype(np.float32)
     with Engine.load(compiled_bundle, threads=1) as fast, Engine.load(bundle, threads=1) as slow:
-        assert (fast._runtime.compiled_from, slow._runtime.compiled_from) == ("blob", "onnx")
+        assert (fast.runner.compiled_from, slow.runner.compiled_from) == ("blob", "onnx")
         np.testing.assert_array_equal(fast(x)["output"], slow(x)["output"])
 
 
@@ -226,7 +226,7 @@ def test_compiled_model_for_another_machine_falls_back_with_one_notice(compiled_
                                                                        value, says):  # fmt: skip
     copy = _edited(compiled_bundle, tmp_path / "other", lambda m: m["build"]["compiled"].__setitem__(field, value))
     with caplog.at_level(logging.WARNING, logger="attnx.openvino"), Engine.load(copy, threads=1) as engine:
-        assert engine._runtime.compiled_from == "onnx"
+        assert engine.runner.compiled_from == "onnx"
         x = np.random.default_rng(6).standard_normal((2, 3, 16, 16)).astype(np.float32)
         assert np.abs(engine(x)["output"] - _torch(x)).max() <= 1e-4
     notices = [r.getMessage() for r in caplog.records if r.name == "attnx.openvino"]
@@ -244,7 +244,7 @@ def test_a_blob_openvino_cannot_import_falls_back(compiled_bundle, tmp_path, cap
     data["sha256"]["compiled.blob"] = sha256_file(copy / "compiled.blob")  # consistent, so SHA passes
     (copy / "manifest.json").write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING, logger="attnx.openvino"), Engine.load(copy) as engine:
-        assert engine._runtime.compiled_from == "onnx"
+        assert engine.runner.compiled_from == "onnx"
     assert any("does not import" in r.getMessage() for r in caplog.records)
 
 
@@ -266,5 +266,5 @@ def test_bf16_compiled_model_keeps_its_precision(fp32_onnx, tmp_path):
     bundle = _bundle(fp32_onnx, tmp_path / "bf16", build={"inference_precision": "bf16"}, compiled=True)
     assert load_manifest(bundle).build["compiled"]["inference_precision"] == "bf16"
     with Engine.load(bundle, threads=1) as engine:
-        assert engine._runtime.compiled_from == "blob"
-        assert engine._runtime._compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.bf16
+        assert engine.runner.compiled_from == "blob"
+        assert engine.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.bf16

@@ -81,7 +81,7 @@ def test_compare_reports_missing_outputs():
 def test_report_json_is_standard_json():
     import json
 
-    from attnx.deploy.parity.compare import ParityCase, ParityReport
+    from attnx.deploy.parity.report import ParityCase, ParityReport
 
     nan_out = compare_output("y", np.ones((1, 4)), np.full((1, 4), np.nan), FP32)
     case = ParityCase("batch 1", {"input": (1, 4)}, [nan_out])

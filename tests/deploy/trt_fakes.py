@@ -1,14 +1,17 @@
 """Small stand-ins for ``tensorrt`` and cuda-python's ``cuda.bindings.runtime``, for tests without a GPU.
 
-They model only what deploy/trt_build.py and deploy/runtime/trt.py call, with the same return
+They model only what attnx.deploy.backends.tensorrt (builder.py, runner.py, cuda_mem.py) calls, with the same return
 conventions (cuda-python's ``(err, value)`` tuples, TensorRT's None on failure plus a logged error),
 and keep "device" memory in host buffers so that data really flows: H2D copies, an engine that reads
 its input addresses and writes its outputs, D2H copies. What they cannot tell is whether TensorRT or
 CUDA accept the same calls on a GPU: tests/deploy/test_trt_*.py have GPU tests for that.
 
 Fake plans are ``b"FAKEPLAN\\n" + JSON``: {"inputs": [{name, dtype, shape, min, max}], "outputs": [{name,
-dtype, of, op}]}, where op "affine" gives ``2*x + 1`` (x's shape) and "pool" the mean over the last
-two axes.
+dtype, of, op, k}]}, where op "affine" gives ``2*x + 1`` (x's shape), "scale" gives ``k*x`` and "pool" the
+mean over the last two axes. The fake parser makes one layer per ONNX node, whose outputs are the node's
+output tensors; the fake builder makes the network's outputs (the graph's outputs and any tensor marked with
+``mark_output``) the plan's outputs: a graph output computes "affine", the output of the node at index i
+"scale" with k = i + 1, so a test can tell which tensor came back.
 """
 
 from __future__ import annotations
@@ -302,7 +305,7 @@ class FakeEngine:
         if "shape" in t:
             return tuple(t["shape"])
         src = self.by_name[t["of"]]["shape"]
-        return tuple(src) if t["op"] == "affine" else tuple(src[:-2])
+        return tuple(src) if t["op"] in ("affine", "scale") else tuple(src[:-2])
 
     def get_tensor_profile_shape(self, name: str, index: int) -> list[tuple[int, ...]]:
         t = self.by_name[name]
@@ -346,7 +349,7 @@ class FakeContext:
             return self.engine.get_tensor_shape(name)
         if t["op"] == "data_dependent":
             return (-1,)
-        return src if t["op"] == "affine" else src[:-2]
+        return src if t["op"] in ("affine", "scale") else src[:-2]
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
         self.addresses[name] = int(ptr)
@@ -364,7 +367,12 @@ class FakeContext:
                 n = int(np.prod(shape))
                 x = np.frombuffer((ctypes.c_char * (n * dt.itemsize)).from_address(self.addresses[src["name"]]), dt)
                 x = x.reshape(shape)
-                y = 2 * x + 1 if t["op"] == "affine" else x.mean(axis=(-2, -1))
+                if t["op"] == "affine":
+                    y = 2 * x + 1
+                elif t["op"] == "scale":
+                    y = t["k"] * x
+                else:
+                    y = x.mean(axis=(-2, -1))
                 y = np.ascontiguousarray(y, dtype=_NP[DataType[t["dtype"]]])
                 if not self.engine.cudart.is_device(self.addresses[t["name"]], y.nbytes):
                     raise AssertionError(f"output {t['name']} bound to memory that is not a device buffer")
@@ -425,8 +433,23 @@ class FakeRegistry:
 
 
 class FakeTensor:
-    def __init__(self, name: str, shape: list[int], dtype: DataType) -> None:
+    def __init__(self, name: str, shape: list[int], dtype: DataType, op: str = "affine", k: int = 1) -> None:
         self.name, self.shape, self.dtype = name, shape, dtype
+        self.op, self.k = op, k  # what the fake plan computes for it when it is an output (see the docstring)
+        self.is_network_output = False
+        self.is_shape_tensor = False
+
+
+class FakeLayer:
+    def __init__(self, name: str, outputs: list[FakeTensor]) -> None:
+        self.name, self.outputs = name, outputs
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
+
+    def get_output(self, i: int) -> FakeTensor:
+        return self.outputs[i]
 
 
 class FakeNetwork:
@@ -434,6 +457,7 @@ class FakeNetwork:
         self.flags = flags
         self.inputs: list[FakeTensor] = []
         self.outputs: list[FakeTensor] = []
+        self.layers: list[FakeLayer] = []
 
     @property
     def num_inputs(self) -> int:
@@ -441,6 +465,26 @@ class FakeNetwork:
 
     def get_input(self, i: int) -> FakeTensor:
         return self.inputs[i]
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
+
+    def get_output(self, i: int) -> FakeTensor:
+        return self.outputs[i]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def get_layer(self, i: int) -> FakeLayer:
+        return self.layers[i]
+
+    def mark_output(self, tensor: FakeTensor) -> None:
+        if tensor.is_network_output:
+            raise AssertionError(f"tensor {tensor.name} marked as an output twice")
+        tensor.is_network_output = True
+        self.outputs.append(tensor)
 
 
 class FakeParserError:
@@ -492,6 +536,17 @@ class FakeOnnxParser:
                 continue
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
             self.network.inputs.append(FakeTensor(vi.name, dims, DataType.FLOAT))
+        graph_outputs = {o.name for o in model.graph.output}
+        for i, node in enumerate(model.graph.node):
+            outs = [FakeTensor(t, [], DataType.FLOAT, "affine" if t in graph_outputs else "scale", i + 1)
+                    for t in node.output if t]  # fmt: skip
+            for t in outs:
+                t.is_shape_tensor = node.op_type == "Shape"
+            self.network.layers.append(FakeLayer(node.name or f"{node.op_type}_{i}", outs))
+        for layer in self.network.layers:
+            for t in layer.outputs:
+                if t.name in graph_outputs:
+                    self.network.mark_output(t)
         return True
 
     def get_used_vc_plugin_libraries(self) -> list[str]:
@@ -587,16 +642,19 @@ class FakeBuilder:
         for t in network.inputs:
             lo, _, hi = prof.get(t.name, (t.shape, t.shape, t.shape))
             ins.append({"name": t.name, "dtype": "FLOAT", "shape": t.shape, "min": lo, "max": hi})
-        spec = {"inputs": ins, "outputs": [{"name": "y", "dtype": "FLOAT", "of": ins[0]["name"], "op": "affine"}]}
+        outs = [{"name": t.name, "dtype": t.dtype.name, "of": ins[0]["name"], "op": t.op, "k": t.k}
+                for t in network.outputs]  # fmt: skip
+        FAKE_STATE["built_outputs"].append([t.name for t in network.outputs])
+        spec = {"inputs": ins, "outputs": outs}
         return PLAN_MAGIC + json.dumps(spec).encode()
 
 
-FAKE_STATE: dict[str, Any] = {"runtimes": [], "builders": [], "parsed": [], "cudart": None}
+FAKE_STATE: dict[str, Any] = {"runtimes": [], "builders": [], "parsed": [], "built_outputs": [], "cudart": None}
 
 
 def fake_tensorrt(version: str = "11.4.0.106", cudart: FakeCudart | None = None) -> types.ModuleType:
     """A ``tensorrt`` module of fakes (10.x versions also get the STRONGLY_TYPED creation flag)."""
-    FAKE_STATE.update(runtimes=[], builders=[], parsed=[], cudart=cudart, build_fails=False)
+    FAKE_STATE.update(runtimes=[], builders=[], parsed=[], built_outputs=[], cudart=cudart, build_fails=False)
     m = types.ModuleType("tensorrt")
     m.__version__ = version  # type: ignore[attr-defined]
     m.ILogger = ILogger  # type: ignore[attr-defined]
@@ -624,13 +682,13 @@ def installed(monkeypatch: Any, version: str = "11.4.0.106", cc: tuple[int, int]
     yields the fake CUDA runtime."""
     import sys
 
-    import attnx.deploy.backends.tensorrt.runner as rt_mod
     from attnx.deploy.backends.tensorrt import cuda_mem
+    from attnx.deploy.backends.tensorrt import util as trt_util
 
     cudart = FakeCudart(cc=cc)
     old = cuda_mem.use_cudart(cudart)
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, cudart=cudart))
-    monkeypatch.setattr(rt_mod, "_LOGGER", None)
+    monkeypatch.setattr(trt_util, "_LOGGER", None)
     try:
         yield cudart
     finally:

@@ -25,10 +25,10 @@ def test_fused_zoo_export_matches_torch_on_ort_and_openvino(name, tmp_path):
 
     entry = zoo()[name]
     model = entry.build().eval()
-    x = torch.randn(2, *entry.input_shape, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(2, *entry.sample_shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = model(x).numpy()
-    options = ExportOptions(input_shape=(2, *entry.input_shape), dynamic_batch=False, opset=23, attention="fused")
+    options = ExportOptions(input_shape=(2, *entry.sample_shape), dynamic_batch=False, opset=23, attention="fused")
     result = export_onnx(model, tmp_path / "m.onnx", options, model_label=name)  # parity-checked on ORT
     proto = onnx.load(str(result.path))
     assert af.count_fused(proto)["Attention"] == ATTENTION_NODES[name]

@@ -22,7 +22,7 @@ def _fused(name: str, tmp_path: Path) -> Path:
     entry = zoo()[name]
     model = entry.build().eval()
     load_weights(model, WEIGHTS / f"{name}.safetensors")
-    options = ExportOptions(input_shape=(1, *entry.input_shape), opset=23, attention="fused", exporter="dynamo")
+    options = ExportOptions(input_shape=(1, *entry.sample_shape), opset=23, attention="fused", exporter="dynamo")
     with torch.no_grad():
         return export_onnx(model, tmp_path / f"{name}.onnx", options, model_label=name).path
 

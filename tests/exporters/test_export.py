@@ -11,7 +11,7 @@ from attnx.core.errors import UserError
 from attnx.deploy.apis.pipeline import export_model, prepare_from_onnx, prepare_model, run_parity
 from attnx.deploy.parity.compare import POLICIES
 from attnx.exporters.export import SUPPORTED_OPSETS, ExportOptions, export_onnx, read_metadata
-from attnx.exporters.registry import resolve_model
+from attnx.exporters.registry import canonical_name, check_name_from_file, get_entry, is_zoo_name, resolve_model, zoo
 from tests.fixtures import tiny_net
 
 SHAPE = (1, 3, 16, 16)
@@ -55,7 +55,7 @@ def test_dynamic_hw_runs_other_sizes(tmp_path):
 def test_dynamo_exporter(tmp_path):
     prepared = prepare_model("cbam_resnet")
     entry = prepared.entry
-    options = ExportOptions(input_shape=(1, *entry.input_shape), exporter="dynamo", opset=18)
+    options = ExportOptions(input_shape=(1, *entry.sample_shape), exporter="dynamo", opset=18)
     result, report = export_model(prepared, tmp_path / "m.onnx", options)
     assert result.exporter == "dynamo" and report.node_count > 0
     assert run_parity(prepared, result.path, POLICIES["fp32"], batches=[1, 3]).passed
@@ -130,7 +130,7 @@ def test_bad_weights_are_user_errors(tmp_path):
 
 
 def test_model_specs_resolve():
-    assert resolve_model("se_resnet").entry.name == "se_resnet"
+    assert resolve_model("seresnet").entry.name == "seresnet"
     assert type(resolve_model("tests.fixtures:tiny_net").model).__name__ == "TinyNet"
     with pytest.raises(UserError, match="did you mean 'cbam_resnet'"):
         resolve_model("cbam_resnt")
@@ -140,6 +140,32 @@ def test_model_specs_resolve():
         resolve_model("no_such_pkg.mod:fn")
     with pytest.raises(UserError, match="has no config 'huge'"):
         resolve_model("se_resnet", config="huge")
+
+
+OLD_NAMES = {
+    "se_resnet": "seresnet", "eca_resnet": "ecaresnet", "ca_resnet": "coordatt_resnet", "psa_resnet": "epsanet",
+    "scconv_resnet": "scnet", "ea_seg": "external_attention_seg", "ca_c2f_neck": "coordatt_c2f_neck",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("old,new", sorted(OLD_NAMES.items()))
+def test_old_zoo_names_resolve_to_the_same_builder(old, new):
+    entries = zoo()
+    assert new in list(entries) and old not in list(entries)  # listed once, by the primary name
+    assert old in entries and entries[old] is entries[new] and old in entries[new].aliases
+    assert get_entry(old) is get_entry(new) and canonical_name(old) == new and is_zoo_name(old)
+    check_name_from_file(old, "model.onnx metadata")  # files written by older versions still resolve
+    resolved = resolve_model(old)
+    assert resolved.entry is entries[new] and resolved.spec == old
+    assert resolved.sample_shape == entries[new].sample_shape
+    assert entries[new].input_shape_for(None, batch=2) == (2, *entries[new].sample_shape)
+
+
+def test_unknown_name_suggests_primary_names_and_aliases():
+    with pytest.raises(UserError, match="did you mean 'seresnet'"):
+        resolve_model("seresnt")
+    with pytest.raises(UserError, match="unknown model"):
+        canonical_name("no_such_model")
 
 
 def test_hub_specs_need_their_package():

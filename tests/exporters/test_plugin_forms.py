@@ -27,7 +27,7 @@ def attnx_nodes(path):
 def test_plugin_forms_export_and_match_torch(name, plugins, target, custom, tmp_path):
     prepared = prepare_model(name)
     wake_zero_parameters(prepared.model)  # the STN's last layer starts at zero: make θ non-trivial
-    shape = (2, *prepared.entry.input_shape)
+    shape = (2, *prepared.entry.sample_shape)
     result, report = export_model(prepared, tmp_path / "m.onnx", ExportOptions(input_shape=shape), target, plugins)
     assert attnx_nodes(result.path) == ([MODELS[name]] if custom else [])
     assert read_metadata(result.path)["attnx.plugins"] == plugins

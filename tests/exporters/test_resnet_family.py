@@ -21,14 +21,14 @@ from attnx.exporters.attention.scconv import SCConv
 from attnx.exporters.attention.se import SqueezeExcitation
 from attnx.exporters.models.detection import CAC2fDetector
 from attnx.exporters.models.resnet import Bottleneck, ResNet
-from attnx.exporters.registry import _ZOO, ZooEntry
+from attnx.exporters.registry import ZooEntry, zoo
 
 RESNETS = ["se_resnet", "cbam_resnet", "bam_resnet", "eca_resnet", "ca_resnet", "psa_resnet", "scconv_resnet"]
 WITH_FIGURES = [n for n in RESNETS if n != "ca_resnet"]  # the CA paper has no ResNet-50 ImageNet table
 
 
 def _entry(name: str) -> ZooEntry:
-    return _ZOO[name]
+    return zoo()[name]
 
 
 def _meta_resnet50(name: str) -> nn.Module:
@@ -41,11 +41,11 @@ def test_registrations() -> None:
         e = _entry(name)
         assert e.task == "classification" and e.dynamic_hw
         assert e.configs == ("tiny", "resnet50")
-        assert e.input_shape_for("tiny") == (3, 64, 64) and e.input_shape_for("resnet50") == (3, 224, 224)
+        assert e.sample_shape_for("tiny") == (3, 64, 64) and e.sample_shape_for("resnet50") == (3, 224, 224)
         assert e.description and "\n" not in e.description
         assert ("resnet50" in e.paper_figures) == (name in WITH_FIGURES)
     det = _entry("ca_c2f_neck")
-    assert det.task == "detection" and det.dynamic_hw and det.input_shape == (3, 64, 64)
+    assert det.task == "detection" and det.dynamic_hw and det.sample_shape == (3, 64, 64)
     with pytest.raises(UserError, match="no config"):
         _entry("se_resnet").build("resnet18")
 

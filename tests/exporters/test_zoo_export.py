@@ -19,8 +19,8 @@ MAX_ABS = 1e-4
 
 def test_zoo_covers_every_family_the_issue_names():
     families = {
-        "se_resnet", "cbam_resnet", "bam_resnet", "eca_resnet", "ca_resnet", "psa_resnet", "scconv_resnet",
-        "danet_seg", "ea_seg", "stn_classifier", "vit_tiny", "mobilevitv2", "rest", "ca_c2f_neck",
+        "seresnet", "cbam_resnet", "bam_resnet", "ecaresnet", "coordatt_resnet", "epsanet", "scnet",
+        "danet_seg", "external_attention_seg", "stn_classifier", "vit_tiny", "mobilevitv2", "rest", "coordatt_c2f_neck",
     }  # fmt: skip
     assert families <= set(MODELS), f"missing: {families - set(MODELS)}"
 
@@ -30,7 +30,7 @@ def test_forward_shapes_follow_the_batch(name):
     entry = zoo()[name]
     model = entry.build().eval()
     with torch.no_grad():
-        outs = [model(torch.randn(b, *entry.input_shape)) for b in (1, 3)]
+        outs = [model(torch.randn(b, *entry.sample_shape)) for b in (1, 3)]
     for b, out in zip((1, 3), outs):
         tensors = out if isinstance(out, (tuple, list)) else [out]
         assert all(t.shape[0] == b and torch.isfinite(t).all() for t in tensors)
@@ -41,7 +41,7 @@ def test_export_and_ort_parity(name, tmp_path):
     entry = zoo()[name]
     prepared = prepare_model(name)
     wake_zero_parameters(prepared.model)  # exercise branches whose gates start at zero
-    options = ExportOptions(input_shape=(2, *entry.input_shape), dynamic_batch=True, dynamic_hw=entry.dynamic_hw)
+    options = ExportOptions(input_shape=(2, *entry.sample_shape), dynamic_batch=True, dynamic_hw=entry.dynamic_hw)
     result, report = export_model(prepared, tmp_path / f"{name}.onnx", options)
     assert result.path.is_file() and report.node_count > 0
     assert (tmp_path / f"{name}.report.json").is_file()
@@ -49,7 +49,7 @@ def test_export_and_ort_parity(name, tmp_path):
     parity = run_parity(prepared, result.path, POLICIES["fp32"], batches=[1, 3])
     labels = [c.label for c in parity.cases]
     if entry.dynamic_hw:  # a dynamic H/W is a claim: parity checks the export size and at least one other
-        hw = "x".join(map(str, entry.input_shape))
+        hw = "x".join(map(str, entry.sample_shape))
         assert labels[:2] == [f"{hw} batch 1", f"{hw} batch 3"] and len(labels) >= 4, labels
         assert len({label.split()[0] for label in labels}) >= 2, labels
     else:
@@ -60,7 +60,7 @@ def test_export_and_ort_parity(name, tmp_path):
     assert parity.passed, [o.failures for c in parity.cases for o in c.outputs]
 
     if entry.dynamic_hw:  # the same file at another spatial size
-        c, h, w = entry.input_shape
+        c, h, w = entry.sample_shape
         other = run_parity(prepared, result.path, POLICIES["fp32"], batches=[2], input_shape=(2, c, h + 32, w + 64))
         assert other.passed, [o.failures for c in other.cases for o in c.outputs]
         assert other.cases[0].input_shapes["input"] == (2, c, h + 32, w + 64)

@@ -19,7 +19,8 @@ def _vi(name: str, shape: tuple[Any, ...], dtype: np.dtype) -> onnx.ValueInfoPro
 
 def _out_shape(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> tuple[Any, ...]:
     # Well-formed cases get the spec's output shape; malformed ones (tests of errors) get "?"s.
-    from attnx.plugins.spec import SpecError, get
+    from attnx.plugins.registry import get
+    from attnx.plugins.spec import SpecError
 
     try:
         return get(op).infer_shapes([a.shape for a in inputs], attrs)[0]

@@ -12,12 +12,14 @@ import torch
 
 import attnx.exporters.ops as ops
 from attnx.plugins.export_hooks import CUSTOM_OPSETS, torch_function
-from attnx.plugins.spec import SpecError, register_onnx_schemas
+from attnx.plugins.registry import register_onnx_schemas
+from attnx.plugins.spec import SpecError
 from attnx.plugins.trt_onnx import to_trt_plugin_form
 from tests.plugins.models import plugin_model
 
 pytest.importorskip("onnxruntime_extensions")
-from attnx.plugins.ort import create_session, to_ort_form  # noqa: E402
+from attnx.deploy.backends.onnxrt.session import make_session  # noqa: E402
+from attnx.plugins.ort import to_ort_form  # noqa: E402
 
 ALL = {"GridSample", "AffineGridSample", "DoubleNorm"}
 
@@ -67,7 +69,7 @@ def test_export_check_and_run_in_ort(tmp_path: Path) -> None:
     onnx.checker.check_model(model, full_check=True)
 
     feeds = {k: v.numpy() for k, v in zip(["x", "grid", "theta", "attn"], _inputs())}
-    got = create_session(model).run(None, feeds)
+    got = make_session(model).run(None, feeds)
     want = Tiny()(*_inputs())
     for g, w in zip(got, want):
         assert g.shape == tuple(w.shape)
@@ -85,7 +87,7 @@ def test_fp16_plugin_form_runs_with_fp32_compute() -> None:
     m = plugin_model("DoubleNorm", {"eps": 1e-9}, [a])
     rewritten = to_ort_form(m)
     assert [n.op_type for n in rewritten.graph.node] == ["Cast", "attnx_DoubleNorm", "Cast"]
-    out = create_session(m).run(None, {"attn": a})[0]
+    out = make_session(m).run(None, {"attn": a})[0]
     assert out.dtype == np.float16
     want = ops.double_norm(torch.from_numpy(a.astype(np.float32))).numpy().astype(np.float16)
     np.testing.assert_array_equal(out, want)
@@ -136,7 +138,7 @@ MALFORMED = [
 def test_ort_load_errors(attrs: dict, shapes: list, message: str) -> None:
     m = plugin_model("GridSample", attrs, [np.zeros(s, np.float32) for s in shapes])
     with pytest.raises(SpecError, match=rf"attnx::GridSample \(node 'GridSample_0'\): {message}"):
-        create_session(m)
+        make_session(m)
 
 
 @pytest.mark.parametrize("attrs,shapes,message", MALFORMED, ids=["missing-attr", "rank", "mode", "grid-dim"])

@@ -59,9 +59,9 @@ def _check(op: str, backend: str, dtype: type, out: np.ndarray, ref: np.ndarray,
 
 def _ort_run(model: Any, feeds: dict[str, np.ndarray], plugin: bool) -> np.ndarray:
     if plugin:
-        from attnx.plugins.ort import create_session
+        from attnx.deploy.backends.onnxrt.session import make_session
 
-        sess = create_session(model)
+        sess = make_session(model)
     else:
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     out: np.ndarray = sess.run(None, feeds)[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from attnx.deploy.tools import plugin_readme as readme
-from attnx.plugins.spec import OPS
+from attnx.plugins.registry import OPS
 
 
 def test_readmes_are_up_to_date() -> None:

@@ -11,7 +11,8 @@ import pytest
 from onnx import helper
 
 from attnx.plugins import spec as spec_mod
-from attnx.plugins.spec import OPS, SpecError, get, plugin_needed, register_onnx_schemas
+from attnx.plugins.registry import OPS, get, plugin_needed, register_onnx_schemas
+from attnx.plugins.spec import SpecError
 from tests.plugins.models import plugin_model
 
 
@@ -137,7 +138,7 @@ def test_int_input_type_rejected() -> None:
 
 def test_importing_plugins_is_light() -> None:
     code = (
-        "import sys, plugins, attnx.plugins.spec, attnx.deploy.tools.plugin_readme; attnx.plugins.spec.OPS; "
+        "import sys, plugins, attnx.plugins.registry, attnx.deploy.tools.plugin_readme; attnx.plugins.registry.OPS; "
         "heavy = [m for m in ('onnx', 'onnxruntime', 'torch', 'triton', 'tensorrt') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

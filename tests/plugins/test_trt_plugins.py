@@ -33,7 +33,7 @@ def _run(args: list[str]) -> str:
 @pytest.fixture(scope="module")
 def aot(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], Path]:
     out = tmp_path_factory.mktemp("aot")
-    return json.loads(_run(["-m", "attnx.plugins.aot", "--json", "--out", str(out)])), out
+    return json.loads(_run(["-m", "attnx.deploy.tools.plugin_aot", "--json", "--out", str(out)])), out
 
 
 def test_aot_every_op_arch_dtype(aot: tuple[list[dict[str, Any]], Path]) -> None:

@@ -1,118 +1,146 @@
-"""ONNX Runtime: the embedded default backend (CPU execution provider unless told otherwise)."""
+"""ONNX Runtime: the embedded default backend (CPU execution provider unless told otherwise).
+
+:class:`OnnxrtRunner` runs an ONNX model (a file, serialised bytes or a ModelProto) through a pool of sessions
+made by the one session factory (:func:`attnx.deploy.backends.onnxrt.session.make_session`). It knows nothing
+of bundles: which INT8 kernels a bundle must run on here is decided by ``attnx.deploy.bundle.runtime`` and
+arrives as ``session_config``.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attnx.core.errors import UserError
-from attnx.deploy.backends.base import Runner, TensorSpec
+from attnx.deploy.backends.base import Capabilities, Runner, RunnerPool, TensorSpec
+from attnx.deploy.backends.onnx_graph import expose_intermediates, uses_custom_domain
+from attnx.deploy.backends.onnxrt.session import make_session
 
+if TYPE_CHECKING:
+    import onnx
+
+# ONNX Runtime's type strings → NumPy dtypes
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
     "tensor(double)": np.float64,
     "tensor(int64)": np.int64,
     "tensor(int32)": np.int32,
+    "tensor(int16)": np.int16,
     "tensor(int8)": np.int8,
+    "tensor(uint16)": np.uint16,
     "tensor(uint8)": np.uint8,
     "tensor(bool)": np.bool_,
 }
 
 
-def uses_custom_domain(model_path: Path, domain: str = "attnx") -> bool:
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    return any(node.domain == domain for node in model.graph.node)
+def _spec(arg: Any) -> TensorSpec:
+    return TensorSpec(arg.name, np.dtype(_ORT_DTYPES.get(arg.type, np.float32)), tuple(arg.shape))
 
 
-def _cpu_form(path: Path) -> tuple[Any, dict[str, str]]:
-    """An INT8 file as this CPU must run it (TensorRT layout as fake-quant bytes; U8U8 settings), else the path."""
-    import onnx
+def _first_line(exc: BaseException) -> str:
+    from attnx.core.library_errors import shorten
 
-    from attnx.calibration.int8_numerics import cpu_form, has_integer_ops
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)  # the graph first: most models are float
-        if not has_integer_ops(model):
-            return str(path), {}
-        model = onnx.load(str(path))  # weights too: the saturation proof reads them
-    except Exception:  # unreadable: let ONNX Runtime name the problem below
-        return str(path), {}
-    form = cpu_form(model)
-    return (form.model.SerializeToString() if form.model is not model else str(path)), form.session_config
-
-
-def open_session(path: Path, providers: list[str], threads: int | None = None, optimize: bool = True,
-                 custom_ops: bool | None = None, fix: str = "",
-                 session_config: dict[str, str] | None = None) -> Any:  # fmt: skip
-    """An ONNX Runtime session for ``path``; attnx custom ops go through the plugins package.
-
-    ``optimize=False`` skips ORT's graph optimisations (for graphs already optimised offline);
-    ``custom_ops`` saves re-reading the model when the caller already knows; ``fix`` ends the error message.
-    ``session_config``: ORT session config entries (a bundle's INT8 kernel path, decided from its manifest);
-    when None, an INT8 graph is read and run as :func:`attnx.calibration.int8_numerics.cpu_form` decides.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # a failure is raised and reported as one line; ORT's own log would repeat it
-    ort.set_default_logger_severity(4)
-    if threads:
-        options.intra_op_num_threads = threads
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source: Any = str(path)
-    if session_config is None:
-        source, session_config = _cpu_form(path)
-    for key, value in session_config.items():
-        options.add_session_config_entry(key, value)
-    try:
-        if uses_custom_domain(path) if custom_ops is None else custom_ops:
-            from attnx.plugins.ort import create_session
-
-            return create_session(path, providers=providers, sess_options=options)
-        return ort.InferenceSession(source, options, providers=providers)
-    except UserError:
-        raise
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; name the file and the cause
-        from attnx.core.library_errors import ort_message
-
-        raise UserError(f"cannot load {path}: {ort_message(exc, fix=fix.lstrip(':;, ') or '')}") from None
+    return shorten((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
 class OnnxrtRunner(Runner):
-    name = "onnxruntime"
+    """An ONNX model in ONNX Runtime, thread-safe: concurrent ``infer`` calls each take a pooled session.
 
-    def __init__(self, model_path: str | Path, providers: list[str] | None = None, threads: int | None = None):
-        self.model_path = Path(model_path)
+    ``model``: an ONNX file path, serialised bytes or a ModelProto. ``providers``: execution providers
+    (default CPU). ``threads`` / ``inter_threads``: intra- / inter-op threads per session (None: ORT's default).
+    ``pool_size``: sessions made at most (lazily, one per concurrent caller). ``optimize``: ORT's graph
+    optimisation (True, False or a level name; False for a graph already optimised offline).
+    ``session_config``: session config entries (e.g. the U8U8 INT8 kernel switch). ``kernels``: the kernels
+    it runs on, in words (shown by ``Engine.info``). ``fix``: ends the message when the model cannot load.
+
+    Declares ``mark_outputs``: :meth:`infer_with_outputs` runs a copy of the graph with more outputs.
+    Raises :class:`~attnx.core.errors.UserError` when the file is missing or ORT cannot load or run it.
+    """
+
+    name = "onnxruntime"
+    capabilities = Capabilities(mark_outputs=True)
+
+    def __init__(self, model: str | Path | bytes | onnx.ModelProto, providers: list[str] | None = None,
+                 threads: int | None = None, pool_size: int = 1, optimize: bool | str = True,
+                 session_config: dict[str, str] | None = None, inter_threads: int | None = None,
+                 kernels: str = "float kernels", fix: str = ""):  # fmt: skip
+        self.model = Path(model) if isinstance(model, str) else model
+        self.model_path = self.model if isinstance(self.model, Path) else None
         self.providers = providers or ["CPUExecutionProvider"]
-        self.threads = threads
-        self.session: Any = None
+        self.threads, self.inter_threads, self.pool_size = threads, inter_threads, pool_size
+        self.optimize, self.session_config = optimize, dict(session_config or {})
+        self.kernels, self.fix = kernels, fix
+        self._pool: RunnerPool[Any] | None = None
+        self._custom_ops: bool | None = None
+        self._lock = threading.Lock()
+
+    def _session(self, model: Any, **kw: Any) -> Any:
+        return make_session(model, providers=self.providers, threads=self.threads, inter_threads=self.inter_threads,
+                            session_config=self.session_config, **{"optimize": self.optimize, "fix": self.fix, **kw})
 
     def activate(self) -> None:
-        if not self.model_path.is_file():
+        if self.model_path is not None and not self.model_path.is_file():
             raise UserError(f"ONNX file not found: {self.model_path}")
-        self.session = open_session(self.model_path, self.providers, self.threads)
+        self._custom_ops = uses_custom_domain(self.model)  # read the model once, not once per pooled session
+
+    def _sessions(self) -> RunnerPool[Any]:
+        """The pool, made on first use (a runner used only for :meth:`infer_with_outputs` never makes one)."""
+        with self._lock:
+            if self._pool is None:
+                if self._custom_ops is None:
+                    raise RuntimeError("OnnxrtRunner used outside its `with` block")
+                self._pool = RunnerPool(lambda: self._session(self.model, custom_ops=self._custom_ops),
+                                        size=self.pool_size)  # fmt: skip
+            return self._pool
 
     def deactivate(self) -> None:
-        self.session = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _first(self) -> Any:
+        return self._sessions().slots()[0]
 
     def input_specs(self) -> list[TensorSpec]:
-        if self.session is None:
-            raise RuntimeError("OnnxrtRunner used outside its `with` block")
-        return [
-            TensorSpec(i.name, np.dtype(_ORT_DTYPES.get(i.type, np.float32)), tuple(i.shape))
-            for i in self.session.get_inputs()
-        ]
+        return [_spec(i) for i in self._first().get_inputs()]
+
+    def output_specs(self) -> list[TensorSpec]:
+        """The model's outputs with dtypes and shapes (as :meth:`input_specs`)."""
+        return [_spec(o) for o in self._first().get_outputs()]
 
     def output_names(self) -> list[str]:
-        return [o.name for o in self.session.get_outputs()]
+        return [o.name for o in self._first().get_outputs()]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pool = self._sessions()
         names = self.output_names()
-        outs = self.session.run(names, feed)
+        with pool.acquire() as session:
+            outs = session.run(names, dict(feed))
         return dict(zip(names, outs))
+
+    def infer_with_outputs(self, feed: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The outputs and the graph tensors ``names`` by name, from a session of a copy of the graph with
+        ``names`` added as outputs (ORT infers their types). Raises UserError when ORT cannot load that graph
+        or rejects ``feed``."""
+        import onnx
+
+        model = self.model
+        if isinstance(model, Path):
+            model = onnx.load(str(model))
+        elif isinstance(model, bytes):
+            model = onnx.load_from_string(model)
+        exposed = expose_intermediates(model, names)
+        session = self._session(exposed, custom_ops=self._custom_ops,
+                                error="ONNX Runtime cannot run the graph with its intermediates exposed")  # fmt: skip
+        out_names = [o.name for o in session.get_outputs()]
+        try:
+            values = session.run(out_names, dict(feed))
+        except Exception as exc:  # shape or type errors in the feed
+            raise UserError(f"ONNX Runtime rejects the inputs: {_first_line(exc)}") from None
+        return dict(zip(out_names, values))

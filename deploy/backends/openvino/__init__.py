@@ -1,1 +1,1 @@
-"""openvino."""
+"""OpenVINO (CPU): the pooled ``OpenVinoRunner`` and the compiled-model helpers ``attnx build`` uses."""

@@ -1,4 +1,4 @@
-"""OpenVINO (CPU) behind the Engine: the bundle's precision-baked ONNX compiled by the OpenVINO runtime.
+"""OpenVINO (CPU): an ONNX model (or NNCF's OpenVINO IR) compiled by the OpenVINO runtime, behind the runner interface.
 
 For ``openvino`` bundles the engine file is the baked ONNX itself (``model.onnx``); OpenVINO reads it
 directly, fp32 or Q/DQ int8 alike. bf16 is not a graph change but a compile option: the manifest's
@@ -12,22 +12,26 @@ the 0.70 s from ``load_manifest`` to the first result; importing the compiled mo
 for (``manifest.build["compiled"]``). The runtime imports it when all of them match this machine, and otherwise
 compiles the ONNX as before, with a one-line notice saying what differs: the ONNX stays the source of
 truth and the blob is only a shortcut to the same compiled model (streams and threads are applied at import).
+
+:class:`OpenVinoRunner` takes files and options, never a manifest: ``attnx.deploy.bundle.runtime`` reads the
+manifest and passes the engine file, the inference precision and the saved blob with its recorded key.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attnx.core.errors import UserError
-from attnx.deploy.bundle.manifest import Manifest
+from attnx.deploy.backends.base import Capabilities, Runner, RunnerPool, TensorSpec
+from attnx.deploy.backends.onnx_graph import custom_op_types, expose_intermediates
 
 if TYPE_CHECKING:
-    from attnx.core.cpu import Int8Path
+    import onnx
 
 log = logging.getLogger("attnx.openvino")
 
@@ -152,132 +156,164 @@ def _import_blob(core: Any, path: Path, config: dict[str, str]) -> tuple[Any, An
         return core.import_model(path.read_bytes(), "CPU", config), None
 
 
-def run_with_outputs(model: Any, feed: dict[str, np.ndarray], names: list[str], inference_precision: str = "f32",
-                     threads: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
-    """Run the ONNX ``model`` (a ModelProto) in OpenVINO's CPU plugin with ``names`` added as graph outputs,
-    compiled with ``inference_precision`` as a bundle is; every output by tensor name (the layer-wise search's
-    candidate runner for OpenVINO bundles)."""
-    from attnx.deploy.parity.layerwise import expose_intermediates
+class OpenVinoRunner(Runner):
+    """A model compiled by OpenVINO's CPU plugin, thread-safe: concurrent ``infer`` calls each take a pooled
+    infer request (one stream per request, so they run in parallel).
 
-    core = _core()
-    config = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS.get(inference_precision, inference_precision),
-              "NUM_STREAMS": "1", **({"INFERENCE_NUM_THREADS": str(threads)} if threads else {})}  # fmt: skip
-    try:
-        # OpenVINO's ONNX reader takes the serialised model as it is (untyped added outputs included).
-        compiled = core.compile_model(core.read_model(expose_intermediates(model, names).SerializeToString()),
-                                      "CPU", config)  # fmt: skip
-    except Exception as exc:  # OpenVINO's own error types
-        raise UserError(f"OpenVINO cannot compile the graph with its intermediates exposed: {_message(exc)}") from None
-    try:
-        result = compiled.create_infer_request().infer(feed, share_outputs=False)
-    except Exception as exc:  # shape or type errors in the feed
-        raise UserError(f"OpenVINO rejects the inputs: {_message(exc)}") from None
-    # A port carries every name of the tensor (OpenVINO merges the names of tensors an Identity joined).
-    return {name: np.asarray(value) for port, value in result.items() for name in port.get_names()}
+    ``model``: an ONNX file, an OpenVINO IR ``.xml`` (its weights in the ``.bin`` beside) or an ONNX ModelProto.
+    ``inference_precision``: ``fp32``/``f32`` or ``bf16`` (a compile option: inputs and outputs stay float32).
+    ``threads``: CPU threads per request (the compiled model gets ``threads × pool_size``, as ONNX Runtime's
+    per-session intra-op threads); None: OpenVINO's default. ``pool_size``: infer requests (and streams).
+    ``compiled_blob`` with ``blob_key`` (the :func:`compiled_key` recorded when it was saved): a compiled model
+    imported instead of compiling ``model`` when the key matches this machine; otherwise, or when it does not
+    import, ``model`` is compiled with one notice naming ``label`` (default: the file) and what differs.
+    ``output_names``: the outputs to return, in order (default: the model's). ``performance_hint``: OpenVINO's
+    PERFORMANCE_HINT (e.g. ``LATENCY``; None: not set). ``kernels``: the kernels it runs on, in words (``Engine.info``).
 
+    After ``activate``: ``compiled`` (the OpenVINO CompiledModel) and ``compiled_from`` (``onnx`` or ``blob``).
+    Declares ``mark_outputs`` for ONNX models. Raises :class:`~attnx.core.errors.UserError` when OpenVINO is
+    missing, cannot compile the model, the model has attnx custom ops, or an output is missing.
+    """
 
-def _custom_domains(path: Path) -> list[str]:
-    import onnx
+    name = "openvino"
+    capabilities = Capabilities(mark_outputs=True)
 
-    model = onnx.load(str(path), load_external_data=False)
-    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
-    return sorted({n.op_type for n in nodes if n.domain == "attnx"})
-
-
-class OpenVinoRuntime:
-    def __init__(self, bundle: Path, manifest: Manifest, pool_size: int = 1, threads: int | None = None,
-                 int8_path: Int8Path | None = None):  # fmt: skip
-        self.path = manifest.path_of(bundle, "engine")
-        # OpenVINO has no U8U8 switch: an unsafe INT8 bundle on a non-VNNI CPU is only warned about (open_runtime)
-        self.kernels = f"OpenVINO CPU, {int8_path.description}" if int8_path else "OpenVINO CPU"
-        if self.path.suffix not in (".onnx", ".xml"):  # .xml: NNCF's INT8 model (its weights in the .bin beside)
-            raise UserError(f"OpenVINO bundle {bundle} has engine file {self.path.name}, not an .onnx or .xml: "
-                            "rebuild it")  # fmt: skip
-        requested = str(manifest.build.get("inference_precision", "fp32"))
-        if requested not in INFERENCE_PRECISIONS:
-            raise UserError(f"bundle {bundle} asks for inference precision '{requested}': choose fp32 or bf16")
-        self.inference_precision = INFERENCE_PRECISIONS[requested]
-        if self.inference_precision == "bf16":
-            ok, why = bf16_supported()
-            if not ok:
-                raise UserError(f"bundle {bundle} is a bf16 OpenVINO bundle but {why}")
-        pool = max(1, pool_size)
-        # One stream per pooled request so concurrent callers run in parallel; ``threads`` is per request,
-        # as for ONNX Runtime's per-session intra-op threads, so the compiled model gets threads × pool.
-        config: dict[str, str] = {
-            "INFERENCE_PRECISION_HINT": self.inference_precision,
-            "NUM_STREAMS": str(pool),
-        }
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads * pool)
-        core = _core()
-        self._keep: Any = None  # the mapped blob an imported model may point into
+    def __init__(self, model: str | Path | onnx.ModelProto, inference_precision: str = "fp32",
+                 threads: int | None = None, pool_size: int = 1, compiled_blob: str | Path | None = None,
+                 blob_key: dict[str, Any] | None = None, output_names: Sequence[str] | None = None,
+                 performance_hint: str | None = None, kernels: str = "OpenVINO CPU", label: str = ""):  # fmt: skip
+        self.model = Path(model) if isinstance(model, str) else model
+        if inference_precision not in INFERENCE_PRECISIONS:
+            raise UserError(f"unknown OpenVINO inference precision '{inference_precision}': choose fp32 or bf16")
+        self.inference_precision = INFERENCE_PRECISIONS[inference_precision]
+        self.threads, self.pool_size, self.performance_hint = threads, max(1, pool_size), performance_hint
+        self.compiled_blob = Path(compiled_blob) if compiled_blob else None
+        self.blob_key = blob_key or {}
+        self._wanted = list(output_names) if output_names else None
+        self.kernels = kernels
+        self.where = str(self.model) if isinstance(self.model, Path) else "the model"  # for error messages
+        self.label = label or self.where  # who the saved-blob notice is about (a bundle names itself)
+        self.compiled: Any = None
         self.compiled_from = "onnx"  # or "blob": where the compiled model came from (bench, tests)
-        self._compiled = self._import_compiled(bundle, manifest, core, config)
-        if self._compiled is None:
-            self._compiled = self._compile_onnx(core, config)
+        self._keep: Any = None  # the mapped blob an imported model may point into
+        self._names: list[str] = []
+        self._ports: list[Any] = []
+        self._pool: RunnerPool[Any] | None = None
+
+    def _config(self, streams: int) -> dict[str, str]:
+        config = {"INFERENCE_PRECISION_HINT": self.inference_precision, "NUM_STREAMS": str(streams)}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = str(self.threads * streams)
+        if self.performance_hint:
+            config["PERFORMANCE_HINT"] = self.performance_hint
+        return config
+
+    def activate(self) -> None:
+        core = _core()
+        config = self._config(self.pool_size)
+        self.compiled = self._import_compiled(core, config)
+        if self.compiled is None:
+            self.compiled = self._compile(core, config)
         ports: dict[str, Any] = {}
-        for port in self._compiled.outputs:
+        for port in self.compiled.outputs:
             for name in port.get_names():
                 ports[name] = port
-        wanted = [o.name for o in manifest.outputs] or [p.get_any_name() for p in self._compiled.outputs]
+        wanted = self._wanted or [p.get_any_name() for p in self.compiled.outputs]
         missing = [n for n in wanted if n not in ports]
         if missing:
-            raise UserError(f"OpenVINO model {self.path} has no output(s) {missing}: rebuild the bundle")
-        self.output_names = wanted
-        self._ports = [ports[n] for n in wanted]
-        self._pool: queue.Queue[Any] = queue.Queue()
-        self._requests = [self._compiled.create_infer_request() for _ in range(pool)]
-        for r in self._requests:
-            self._pool.put(r)
+            raise UserError(f"OpenVINO model {self.where} has no output(s) {missing}: rebuild the bundle")
+        self._names, self._ports = wanted, [ports[n] for n in wanted]
+        self._pool = RunnerPool(self.compiled.create_infer_request, size=self.pool_size)
 
-    def _import_compiled(self, bundle: Path, manifest: Manifest, core: Any, config: dict[str, str]) -> Any:
-        """The bundle's saved compiled model when it was made for this machine; else None, with a notice."""
-        if "compiled" not in manifest.files:
-            return None  # built before compiled models were saved
-        why = _mismatch(manifest.build.get("compiled") or {}, compiled_key(self.inference_precision, core))
+    def _import_compiled(self, core: Any, config: dict[str, str]) -> Any:
+        """The saved compiled model when it was made for this machine; else None, with a notice."""
+        if self.compiled_blob is None:
+            return None
+        why = _mismatch(self.blob_key, compiled_key(self.inference_precision, core))
         if why is None:
-            path = manifest.path_of(bundle, "compiled")
             try:
-                compiled, self._keep = _import_blob(core, path, config)
+                compiled, self._keep = _import_blob(core, self.compiled_blob, config)
             except Exception as exc:  # OpenVINO's own error types, or an unmappable (empty) file
                 why = f"does not import ({_message(exc, 120)})"
             else:
                 self.compiled_from = "blob"
                 return compiled
+        source = self.model.name if isinstance(self.model, Path) else "the ONNX"
         log.warning(
-            "bundle %s: its saved compiled model %s: compiling %s instead (slower load; rebuild the bundle on "
-            "this machine to save one for it)", bundle, why, self.path.name,
+            "%s: its saved compiled model %s: compiling %s instead (slower load; rebuild the bundle on "
+            "this machine to save one for it)", self.label, why, source,
         )  # fmt: skip
         return None
 
-    def _compile_onnx(self, core: Any, config: dict[str, str]) -> Any:
-        # a saved compiled model was compiled from this ONNX: none there; an OpenVINO .xml has no ONNX domains
-        custom = _custom_domains(self.path) if self.path.suffix == ".onnx" else []
+    def _compile(self, core: Any, config: dict[str, str]) -> Any:
+        model = self.model
+        is_xml = isinstance(model, Path) and model.suffix == ".xml"
+        custom = [] if is_xml else custom_op_types(model)  # an OpenVINO .xml has no ONNX domains
         if custom:
             raise UserError(
-                f"{self.path} uses attnx custom ops ({', '.join(custom)}), which OpenVINO cannot run: "
+                f"{self.where} uses attnx custom ops ({', '.join(custom)}), which OpenVINO cannot run: "
                 "export with `--plugins none` for --backend openvino"
             )
         try:
-            return core.compile_model(str(self.path), "CPU", config)
-        except Exception as exc:  # OpenVINO's own error types; name the bundle file
-            raise UserError(f"OpenVINO cannot compile {self.path}: {_message(exc)}; rebuild the bundle") from None
+            if isinstance(model, Path):
+                return core.compile_model(str(model), "CPU", config)
+            # OpenVINO's ONNX reader takes the serialised model as it is (untyped outputs included).
+            return core.compile_model(core.read_model(model.SerializeToString()), "CPU", config)
+        except Exception as exc:  # OpenVINO's own error types; name the file
+            raise UserError(f"OpenVINO cannot compile {self.where}: {_message(exc)}; rebuild the bundle") from None
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request = self._pool.get()
-        try:
-            # share_outputs=False (the default) copies results out of the request before it is reused.
-            result = request.infer(feed, share_inputs=False, share_outputs=False)
-            outs = {name: np.asarray(result[port]) for name, port in zip(self.output_names, self._ports)}
-        finally:
-            self._pool.put(request)
-        return outs
-
-    def close(self) -> None:
-        self._requests.clear()
-        while not self._pool.empty():
-            self._pool.get_nowait()
-        self._compiled = None
+    def deactivate(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        self.compiled = None
         # self._keep (the mapped blob) goes with this object, not here: an output port or a request still
         # held by a caller may keep the compiled model, which can point into the mapping, alive.
+
+    def input_specs(self) -> list[TensorSpec]:
+        if self.compiled is None:
+            raise RuntimeError("OpenVinoRunner used outside its `with` block")
+        specs = []
+        for port in self.compiled.inputs:
+            shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+            specs.append(TensorSpec(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()), shape))
+        return specs
+
+    def output_names(self) -> list[str]:
+        return list(self._names)
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._pool is None:
+            raise RuntimeError("OpenVinoRunner used outside its `with` block")
+        with self._pool.acquire() as request:
+            # share_outputs=False (the default) copies results out of the request before it is reused.
+            result = request.infer(dict(feed), share_inputs=False, share_outputs=False)
+            return {name: np.asarray(result[port]) for name, port in zip(self._names, self._ports)}
+
+    def infer_with_outputs(self, feed: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Every output of the ONNX graph with ``names`` added as outputs, by tensor name, compiled apart (one
+        stream, this runner's precision and threads) as the layer-wise search needs. Raises UserError for an
+        OpenVINO IR model (no ONNX tensor names), a graph OpenVINO cannot compile, or inputs it rejects."""
+        import onnx
+
+        model = self.model
+        if isinstance(model, Path):
+            if model.suffix == ".xml":
+                raise UserError(f"{self.where} is OpenVINO IR: it has no ONNX tensors to expose")
+            model = onnx.load(str(model))
+        core = _core()
+        config = {k: v for k, v in self._config(1).items() if k != "PERFORMANCE_HINT"}
+        try:
+            # OpenVINO's ONNX reader takes the serialised model as it is (untyped added outputs included).
+            compiled = core.compile_model(core.read_model(expose_intermediates(model, names).SerializeToString()),
+                                          "CPU", config)  # fmt: skip
+        except Exception as exc:  # OpenVINO's own error types
+            raise UserError(
+                f"OpenVINO cannot compile the graph with its intermediates exposed: {_message(exc)}"
+            ) from None
+        try:
+            result = compiled.create_infer_request().infer(dict(feed), share_outputs=False)
+        except Exception as exc:  # shape or type errors in the feed
+            raise UserError(f"OpenVINO rejects the inputs: {_message(exc)}") from None
+        # A port carries every name of the tensor (OpenVINO merges the names of tensors an Identity joined).
+        return {name: np.asarray(value) for port, value in result.items() for name in port.get_names()}

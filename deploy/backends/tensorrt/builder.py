@@ -1,6 +1,10 @@
 """TensorRT engine builds for ``attnx build --backend trt``: ONNX → serialized plan, with the build's facts.
 
     info = build_trt_engine(onnx_path, plan_path, inputs, {"workspace_mib": 2048, "timing_cache": "trt.cache"})
+    plan, marked = build_marked_plan(onnx_path, inputs, options, ["/blocks.0/Add_output_0"])  # layer-wise search
+
+``inputs`` are records with ``name``, ``shape`` and ``profile`` (:class:`ProfiledInput`: the bundle's
+``IOSpec`` fits, as does :class:`InputProfile`); this module knows nothing of bundles.
 
 Precision lives in the ONNX graph (casts for FP16, Q/DQ for INT8): the network is strongly typed
 (TensorRT 11 always; on TensorRT 10 the STRONGLY_TYPED creation flag is set), and no builder precision
@@ -28,13 +32,26 @@ import difflib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from attnx.core.errors import UserError
 from attnx.core.files import write_bytes
-from attnx.deploy.bundle.manifest import IOSpec
+from attnx.deploy.backends.tensorrt import cuda_mem
+from attnx.deploy.backends.tensorrt.util import (
+    ENV_PLUGINS,
+    import_tensorrt,
+    np_dtype,
+    trt_logger,
+    trusted_native_code,
+    version_tuple,
+)
+
+if TYPE_CHECKING:
+    import onnx
 
 HARDWARE_COMPATIBILITY = {
     "none": "NONE",
@@ -59,12 +76,37 @@ _ALIASES = {"plugin_library": "plugin_libraries"}
 Shapes = tuple[list[int], list[int], list[int]]
 
 
+class ProfiledInput(Protocol):
+    """An engine input as the builder needs it: name, shape (an ``int`` per fixed axis, a ``str``/``None`` for a
+    dynamic one) and, for dynamic inputs, the optimisation profile {"min", "opt", "max"} → shapes."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int | str | None]: ...
+
+    @property
+    def profile(self) -> Mapping[str, Sequence[int]] | None: ...
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """A plain :class:`ProfiledInput` (see there)."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    profile: Mapping[str, Sequence[int]] | None = field(default=None)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Options
 
 
 @dataclass(frozen=True)
 class TrtBuildOptions:
+    """The TensorRT build options of this module's docstring, validated (:meth:`from_dict`)."""
+
     workspace_mib: int | None = None
     timing_cache: Path | None = None
     optimization_level: int | None = None
@@ -140,6 +182,7 @@ class TrtBuildOptions:
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (paths as text), as the bundle records it under ``build["trt_options"]``."""
         return {
             "workspace_mib": self.workspace_mib,
             "timing_cache": str(self.timing_cache) if self.timing_cache else None,
@@ -166,7 +209,7 @@ def _positive_int(name: str, value: Any) -> int:
 # Optimization profile
 
 
-def profile_shapes(inputs: Sequence[IOSpec]) -> dict[str, Shapes]:
+def profile_shapes(inputs: Sequence[ProfiledInput]) -> dict[str, Shapes]:
     """min / opt / max per input from the IOSpecs, checked: rank, order, fixed axes, positivity."""
     out: dict[str, Shapes] = {}
     for spec in inputs:
@@ -202,7 +245,7 @@ def profile_shapes(inputs: Sequence[IOSpec]) -> dict[str, Shapes]:
                     f"input '{spec.name}' has dynamic axes {dynamic} ({spec.shape}) but no min/opt/max profile: "
                     "pass --input-shape and --max-batch"
                 )
-            shape = [int(d) for d in spec.shape]
+            shape = [d for d in spec.shape if isinstance(d, int)]  # all of them (no dynamic axis)
             out[spec.name] = (shape, list(shape), list(shape))
     return out
 
@@ -310,16 +353,21 @@ def _env(name: str, value: str | None) -> Iterator[None]:
         os.environ.pop(name, None)
 
 
-def _onnx_for_parser(onnx_path: Path, version: tuple[int, ...]) -> tuple[bytes, list[str], list[str]]:
+def _onnx_for_parser(
+    source: Path | onnx.ModelProto, version: tuple[int, ...]
+) -> tuple[bytes, list[str], list[str]]:
     """The model's bytes for the parser (attnx nodes in plugin form), its attnx ops and plugin ids."""
     import onnx
 
-    try:
-        model = onnx.load(str(onnx_path))
-    except Exception as exc:  # DecodeError and friends
-        raise UserError(
-            f"{onnx_path} is not a readable ONNX model ({type(exc).__name__}): corrupt or truncated?"
-        ) from None
+    if isinstance(source, onnx.ModelProto):
+        model = source
+    else:
+        try:
+            model = onnx.load(str(source))
+        except Exception as exc:  # DecodeError and friends
+            raise UserError(
+                f"{source} is not a readable ONNX model ({type(exc).__name__}): corrupt or truncated?"
+            ) from None
     ops = sorted({n.op_type for n in model.graph.node if n.domain == "attnx"})
     if not ops:
         return model.SerializeToString(), [], []
@@ -343,17 +391,21 @@ def _onnx_for_parser(onnx_path: Path, version: tuple[int, ...]) -> tuple[bytes, 
 # The build
 
 
-def build_trt_engine(onnx_path: Path, plan_path: Path, inputs: list[IOSpec], options: dict[str, Any]) -> dict[str, Any]:
-    """Build ``plan_path`` from ``onnx_path``; return JSON-able facts: ``device`` plus the build's own.
+@dataclass
+class _Built:
+    """One finished build: the plan and what the caller records or saves."""
 
-    Raises UserError for bad options, a profile that does not fit the model, parser errors (named by
-    node), and a failed build (with TensorRT's first error).
-    """
-    from attnx.deploy.backends.tensorrt import cuda_mem
-    from attnx.deploy.backends.tensorrt.runner import import_tensorrt, trt_logger, version_tuple
+    plan: Any  # tensorrt.IHostMemory (buffer protocol)
+    config: Any
+    facts: dict[str, Any]
 
-    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
-    opts = TrtBuildOptions.from_dict(options)
+
+def _build(
+    source: Path | onnx.ModelProto, label: str, inputs: Sequence[ProfiledInput], opts: TrtBuildOptions,
+    mark: Sequence[str] | None = None,
+) -> tuple[_Built, MarkedOutputs | None]:  # fmt: skip
+    """Parse ``source``, configure the builder from ``opts``, optionally mark the tensors ``mark`` as network
+    outputs (layer-wise search), and build. ``label`` names the model in messages."""
     shapes = profile_shapes(inputs)
     trt = import_tensorrt(need_builder=True)
     version_str: str = trt.__version__
@@ -376,7 +428,7 @@ def build_trt_engine(onnx_path: Path, plan_path: Path, inputs: list[IOSpec], opt
             "upgrade TensorRT"
         )
 
-    model_bytes, plugin_ops, plugin_ids = _onnx_for_parser(onnx_path, version)
+    model_bytes, plugin_ops, plugin_ids = _onnx_for_parser(source, version)
     # AOT plugin kernels are compiled for one architecture: sm_80 PTX JIT-compiles on every later GPU.
     plugin_arch = "80" if plugin_ops and opts.hardware_compatibility == "ampere+" else None
     if plugin_arch:
@@ -390,12 +442,14 @@ def build_trt_engine(onnx_path: Path, plan_path: Path, inputs: list[IOSpec], opt
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     with logger.capture() as cap, _env("ATTNX_CUDA_ARCH", plugin_arch):
-        parsed = parser.parse(model_bytes, str(onnx_path))
+        # the path lets the parser find external weights beside the file
+        parsed = parser.parse(model_bytes, str(source) if isinstance(source, Path) else None)
     if not parsed:
-        raise UserError(format_parser_errors(parser, onnx_path.name, cap.first()))
+        raise UserError(format_parser_errors(parser, label, cap.first()))
 
     net_inputs = {network.get_input(i).name: list(network.get_input(i).shape) for i in range(network.num_inputs)}
     dynamic = match_network_inputs(net_inputs, shapes)
+    marked = mark_network_outputs(network, mark) if mark is not None else None
 
     config = builder.create_builder_config()
     if opts.workspace_mib:
@@ -447,20 +501,10 @@ def build_trt_engine(onnx_path: Path, plan_path: Path, inputs: list[IOSpec], opt
     seconds = time.perf_counter() - t0
     if plan is None:
         raise UserError(
-            f"TensorRT could not build an engine from {onnx_path.name}: {cap.first('no reason given')} "
+            f"TensorRT could not build an engine from {label}: {cap.first('no reason given')} "
             "(raise workspace_mib, or check the op report)"
         )
-    atomic_write(plan_path, memoryview(plan))
-    plan_bytes = plan_path.stat().st_size
-
-    if opts.timing_cache and cache_info is not None:
-        final = config.get_timing_cache()
-        if final is not None:
-            blob = memoryview(final.serialize())
-            atomic_write(opts.timing_cache, blob)
-            cache_info["saved_bytes"] = blob.nbytes
-
-    return {
+    facts = {
         "device": device,
         "tensorrt_version": version_str,
         "strongly_typed": True,
@@ -479,9 +523,117 @@ def build_trt_engine(onnx_path: Path, plan_path: Path, inputs: list[IOSpec], opt
         else None,
         "timing_cache": cache_info,
         "build_seconds": round(seconds, 3),
-        "plan_bytes": plan_bytes,
         "build_notes": notes,
     }
+    return _Built(plan, config, facts), marked
+
+
+def build_trt_engine(
+    onnx_path: Path, plan_path: Path, inputs: Sequence[ProfiledInput], options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Build ``plan_path`` from ``onnx_path``; return JSON-able facts: ``device`` plus the build's own.
+
+    ``inputs``: the engine's inputs with their optimisation profiles (:class:`ProfiledInput`); ``options``:
+    the TensorRT options of this module's docstring. The facts ("tensorrt_version", "plan_bytes",
+    "version_compatible", "hardware_compatibility", "plugin_libraries", "profile", "trt_options", ...) are
+    what the bundle records and what :class:`~attnx.deploy.backends.tensorrt.runner.TrtPlanInfo` checks.
+
+    Raises UserError for bad options, a profile that does not fit the model, parser errors (named by
+    node), and a failed build (with TensorRT's first error).
+    """
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    opts = TrtBuildOptions.from_dict(options)
+    built, _ = _build(onnx_path, onnx_path.name, inputs, opts)
+    atomic_write(plan_path, memoryview(built.plan))
+    facts = built.facts
+    facts["plan_bytes"] = plan_path.stat().st_size
+    cache_info = facts["timing_cache"]
+    if opts.timing_cache and cache_info is not None:
+        final = built.config.get_timing_cache()
+        if final is not None:
+            blob = memoryview(final.serialize())
+            atomic_write(opts.timing_cache, blob)
+            cache_info["saved_bytes"] = blob.nbytes
+    return facts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layer-wise search: more network outputs (Polygraphy's ModifyNetworkOutputs / --trt-outputs)
+
+
+@dataclass
+class MarkedOutputs:
+    """What :func:`mark_network_outputs` did: ``marked`` maps each tensor it made a network output to its
+    NumPy dtype (the tensor's type as built: a strongly typed network keeps it); ``missing`` maps each
+    requested name it could not mark to why (no layer produces it, a shape tensor, a type NumPy cannot hold);
+    ``outputs`` maps every network output after marking (the model's own first) to its NumPy dtype."""
+
+    marked: dict[str, np.dtype[Any]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, np.dtype[Any]] = field(default_factory=dict)  # every network output after marking, in order
+
+
+def mark_network_outputs(network: Any, names: Sequence[str]) -> MarkedOutputs:
+    """Mark the tensors ``names`` of a parsed ``tensorrt.INetworkDefinition`` as network outputs, as Polygraphy's
+    ``mark_outputs`` does: look up the layer outputs by tensor name and ``network.mark_output`` each one (its
+    type stays what the network computes). Names that are already outputs are kept as they are; names no layer
+    produces, shape tensors and tensors NumPy cannot hold are reported in ``missing``, not raised."""
+    produced: dict[str, Any] = {}
+    for i in range(int(network.num_layers)):
+        layer = network.get_layer(i)
+        for j in range(int(layer.num_outputs)):
+            tensor = layer.get_output(j)
+            if tensor is not None:
+                produced.setdefault(str(tensor.name), tensor)
+    outputs = {str(network.get_output(i).name) for i in range(int(network.num_outputs))}
+    result = MarkedOutputs()
+    for name in dict.fromkeys(names):
+        tensor = produced.get(name)
+        if tensor is None:
+            result.missing[name] = "no layer of the network produces it (fused by the parser, or not in the graph)"
+            continue
+        if name in outputs:
+            continue  # a model output: returned anyway
+        if getattr(tensor, "is_shape_tensor", False):  # lives on the host as shape information, not an activation
+            result.missing[name] = "a shape tensor"
+            continue
+        try:
+            dtype = np_dtype(tensor.dtype, name)
+        except UserError:
+            result.missing[name] = f"of type {getattr(tensor.dtype, 'name', tensor.dtype)}, which NumPy cannot hold"
+            continue
+        network.mark_output(tensor)
+        result.marked[name] = dtype
+    for i in range(int(network.num_outputs)):
+        tensor = network.get_output(i)
+        result.outputs[str(tensor.name)] = np_dtype(tensor.dtype, str(tensor.name))
+    return result
+
+
+def build_marked_plan(
+    source: Path | onnx.ModelProto, inputs: Sequence[ProfiledInput], options: Mapping[str, Any] | None,
+    names: Sequence[str], trusted: bool = False,
+) -> tuple[bytes, dict[str, Any], MarkedOutputs]:  # fmt: skip
+    """A plan of the ONNX model ``source`` (a path or a ModelProto) built with ``options`` (the bundle's TensorRT
+    options; its timing cache is neither read nor written) and with the tensors ``names`` marked as network
+    outputs: returns the plan's bytes, the build's facts (as :func:`build_trt_engine`, without "plan_bytes")
+    and what was marked.
+
+    ``trusted``: the caller vouches for the options' plugin libraries; otherwise each must also be named in
+    ``ATTNX_TRT_PLUGIN_LIBRARIES`` (options read from a bundle are data, and a library is native code).
+    Raises UserError as :func:`build_trt_engine` does, and for an untrusted plugin library.
+    """
+    opts = replace(TrtBuildOptions.from_dict(options), timing_cache=None)
+    if opts.plugin_libraries and not trusted:
+        allowed, _ = trusted_native_code()
+        for lib in opts.plugin_libraries:
+            if lib.resolve() not in allowed:
+                raise UserError(f"the TensorRT options ask to load plugin library {lib}; attnx loads native code "
+                                f"only where you name it: set {ENV_PLUGINS}={lib} if you trust it")  # fmt: skip
+    label = source.name if isinstance(source, Path) else "the ONNX model"
+    built, marked = _build(source, label, inputs, opts, mark=list(names))
+    assert marked is not None
+    return bytes(memoryview(built.plan)), built.facts, marked
 
 
 def _call_list(obj: Any, method: str) -> list[str]:

@@ -1,33 +1,38 @@
-"""TensorRT behind :class:`~attnx.deploy.bundle.engine.Engine`:
-one plan, a pool of execution contexts, cuda-python memory.
+"""TensorRT behind the one runner interface (:class:`~attnx.deploy.backends.base.Runner`): one plan, a pool
+of execution contexts, cuda-python memory.
 
-    rt = TrtRuntime(bundle, manifest, pool_size=2)       # or Engine.load(bundle) for the checked API
-    out = rt.run({"input": x})                           # NumPy in, NumPy out
-    out, ms = rt.run_timed({"input": x})                 # + {"h2d_ms", "compute_ms", "d2h_ms", "enqueue_ms"}
-    y = rt.run_torch({"input": x_cuda})                  # torch CUDA tensors in and out, no host copies
-    rt.close()
+    info = TrtPlanInfo.from_record(manifest.to_dict(), bundle)   # what the plan must be (plain data)
+    with TrtRunner(plan_path, info, pool_size=2) as runner:
+        out = runner.infer({"input": x})              # NumPy in, NumPy out
+        out, ms = runner.infer_timed({"input": x})    # + {"h2d_ms", "compute_ms", "d2h_ms", "enqueue_ms"}
+        y = runner.infer_device({"input": x_cuda})    # torch CUDA tensors in and out, no host copies
+    TrtRunner(plan_path, info, onnx=onnx_path).infer_with_outputs(feed, ["/blocks.0/Add_output_0"])  # layer-wise
 
-Before the plan is deserialised, the TensorRT version and GPU compute capability recorded in the
-manifest are compared with this machine's (allowing for the plan's version- and hardware-compatibility
-flags), so a plan from another TensorRT or GPU fails with a message that says what to rebuild, instead
-of TensorRT's serialisation error. A plan whose size does not match the manifest is named as truncated.
+Before the plan is deserialised, the TensorRT version and GPU compute capability the bundle recorded are
+compared with this machine's (allowing for the plan's version- and hardware-compatibility flags), so a plan
+from another TensorRT or GPU fails with a message that says what to rebuild, instead of TensorRT's
+serialisation error. A plan whose size does not match the record is named as truncated.
 
-Concurrency: each pool slot holds an execution context, a CUDA stream and device buffers sized for the
-profile's largest shapes (grown on demand); concurrent callers take a free slot from a queue. Host
-copies go through pinned staging buffers. ``cuda_graph=True`` captures ``execute_async_v3`` per slot
-and input shape into a CUDA graph after one warm-up run and replays it afterwards.
+Concurrency: the execution contexts are the slots of one :class:`~attnx.deploy.backends.base.RunnerPool`. Each
+slot (:class:`TrtSlot`) holds an execution context, a CUDA stream and device buffers sized for the profile's
+largest shapes (grown on demand), and the CUDA graphs captured on them: a graph replays *that* context on
+*those* buffers, so all per-call state lives inside the slot the pool lends whole, and the pool fits. Every
+slot is made at :meth:`TrtRunner.activate` (not lazily), so a pool that does not fit in GPU memory fails at
+load, and :meth:`TrtRunner.deactivate` first takes every slot back (waiting for running calls) before the pool
+frees them: GPU memory is never freed under a running call. Host copies go through pinned staging buffers.
+``cuda_graph=True`` captures ``execute_async_v3`` per slot and input shape into a CUDA graph after one warm-up
+run and replays it afterwards.
 
-tensorrt and cuda-python are imported when a runtime is created, never at module import.
+tensorrt and cuda-python are imported when a runner activates, never at module import.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,157 +40,114 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnx.core.errors import UserError
+from attnx.deploy.backends.base import Capabilities, Runner, RunnerPool, TensorSpec
 from attnx.deploy.backends.tensorrt import cuda_mem
-from attnx.deploy.bundle.manifest import Manifest
+from attnx.deploy.backends.tensorrt.builder import InputProfile, build_marked_plan
+from attnx.deploy.backends.tensorrt.util import (
+    ENV_HOST_CODE,
+    ENV_PLUGINS,
+    import_tensorrt,
+    np_dtype,
+    trt_logger,
+    trusted_native_code,
+    version_tuple,
+)
 
 if TYPE_CHECKING:
+    import onnx
     import tensorrt as trt
     import torch
 
 log = logging.getLogger("attnx.tensorrt")
 
-# TensorRT I/O types NumPy can hold (BF16 and FP8 I/O cannot cross into NumPy: keep them inside the graph).
-NP_DTYPES: dict[str, type] = {
-    "FLOAT": np.float32,
-    "HALF": np.float16,
-    "INT8": np.int8,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-}
-
 
 # ---------------------------------------------------------------------------------------------------------
-# Shared with attnx.deploy.backends.tensorrt.builder: importing TensorRT, its logger, versions, plan compatibility.
+# What the plan must be: plain data filled by the bundle layer (this module knows nothing of bundles).
 
 
-def import_tensorrt(need_builder: bool = False) -> Any:
-    """``tensorrt``, or UserError saying what is missing (the wheel, its libraries, or the builder)."""
-    try:
-        import tensorrt
-    except ImportError as exc:  # also: the bindings are there but libnvinfer is not
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(
-            f"TensorRT does not import ({first}): install it with `pip install 'tensorrt>=10.9'` on a machine "
-            "with an NVIDIA GPU, or use --backend ort"
-        ) from None
-    except OSError as exc:
-        raise UserError(f"TensorRT's libraries do not load ({exc}): reinstall tensorrt, or use --backend ort") from None
-    if not hasattr(tensorrt, "Runtime"):
-        raise UserError(
-            "the installed `tensorrt` has no runtime (only type stubs, or bindings without libnvinfer): "
-            "install the full wheel with `pip install 'tensorrt>=10.9'`, or use --backend ort"
-        )
-    if need_builder and not hasattr(tensorrt, "Builder"):
-        raise UserError(
-            "this TensorRT has no builder (a lean or dispatch runtime): install the full `tensorrt` wheel to build"
-        )
-    return tensorrt
+def rebuild_hint(bundle: Path | str, model: str | None, precision: str) -> str:
+    """The command that rebuilds a TensorRT bundle here, for error messages: ``attnx build MODEL -o BUNDLE
+    --backend trt [--precision P]`` (``model``: the bundle's source model spec, None when unknown)."""
+    flag = "" if precision == "fp32" else f" --precision {precision}"
+    return f"attnx build {model or 'MODEL_OR_ONNX'} -o {bundle} --backend trt{flag}"
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    """Version text as numbers: "10.13.0.35" → (10, 13, 0, 35); a non-numeric part ends the tuple."""
-    out: list[int] = []
-    for part in str(version).split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits or digits != part:
-            if digits and part.startswith(digits):
-                out.append(int(digits))
-            break
-        out.append(int(digits))
-    return tuple(out)
+@dataclass(frozen=True)
+class TrtPlanInfo:
+    """What a TensorRT plan is expected to be and how it was built, as recorded beside it.
 
-
-class LogCapture:
-    """Messages TensorRT logged while a :meth:`TrtLogger.capture` block ran (errors first in :meth:`first`)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-
-    def first(self, default: str = "") -> str:
-        for msg in (*self.errors, *self.warnings):
-            return " ".join(msg.split())[:300]
-        return default
-
-
-_LOGGER: Any = None
-_LOGGER_LOCK = threading.Lock()
-
-
-def trt_logger() -> Any:
-    """The process-wide TensorRT logger (TensorRT keeps the first logger it is given; share one).
-
-    Forwards warnings and errors to Python logging (``attnx.tensorrt``) and lets callers capture the
-    messages of one operation for their error text.
+    inputs / outputs: the engine's I/O (:class:`TensorSpec`: name, NumPy dtype, shape with ``str`` for dynamic
+        axes), in the order :meth:`TrtRunner.input_specs` / :meth:`TrtRunner.output_names` give them.
+    profiles: dynamic inputs' optimisation profile, input name → {"min", "opt", "max"} → shape.
+    tensorrt_version / compute_capability: the TensorRT and the GPU ("8.6") that built the plan.
+    version_compatible / hardware_compatibility ("none", "ampere+", "same_compute_capability"): its build flags.
+    plugin_libraries: plugin libraries the plan needs at load; plugin_libraries_serialized: those carried inside.
+    plan_bytes: the plan's size in bytes (None: not checked).
+    build_options: the TensorRT build options (``builder.TrtBuildOptions.to_dict()``), used to rebuild the
+        network with more outputs for the layer-wise search.
+    rebuild_hint: the command that rebuilds it (see :func:`rebuild_hint`), ending error messages.
     """
-    global _LOGGER
-    with _LOGGER_LOCK:
-        if _LOGGER is None:
-            _LOGGER = _make_logger(import_tensorrt())
-        return _LOGGER
 
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    profiles: Mapping[str, Mapping[str, Sequence[int]]] = field(default_factory=dict)
+    tensorrt_version: str | None = None
+    compute_capability: str | None = None
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    plugin_libraries: tuple[str, ...] = ()
+    plugin_libraries_serialized: tuple[str, ...] = ()
+    plan_bytes: int | None = None
+    build_options: Mapping[str, Any] = field(default_factory=dict)
+    rebuild_hint: str = "attnx build MODEL_OR_ONNX -o BUNDLE --backend trt"
 
-def _make_logger(trt_mod: Any) -> Any:
-    severity = trt_mod.ILogger.Severity
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], bundle: Path | str = "BUNDLE") -> TrtPlanInfo:
+        """From a bundle's ``manifest.json`` as JSON data (``Manifest.to_dict()``): its "inputs" / "outputs"
+        ({"name", "dtype", "shape", "profile"}), "build" (the facts ``builder.build_trt_engine`` returned),
+        "device" ("compute_capability"), "source" ("model") and "precision". ``bundle`` names the bundle in
+        the rebuild hint. Missing entries stay unknown (the compatibility check then says so)."""
+        build = record.get("build") or {}
 
-    class TrtLogger(trt_mod.ILogger):  # type: ignore[misc]  # (a base of type Any under --strict)
-        def __init__(self) -> None:
-            trt_mod.ILogger.__init__(self)
-            self._captures: list[LogCapture] = []
-            self._lock = threading.Lock()
+        def specs(items: Sequence[Mapping[str, Any]]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(str(s["name"]), np.dtype(s["dtype"]), tuple(s["shape"])) for s in items)
 
-        def log(self, sev: Any, msg: str) -> None:
-            level = int(sev)
-            if level <= int(severity.ERROR):
-                log.error("%s", msg)
-            elif level == int(severity.WARNING):
-                log.warning("%s", msg)
-            else:
-                log.debug("%s", msg)
-            if level <= int(severity.WARNING):
-                with self._lock:
-                    for cap in self._captures:
-                        (cap.errors if level <= int(severity.ERROR) else cap.warnings).append(msg)
+        inputs = record.get("inputs") or []
+        plan_bytes = build.get("plan_bytes")
+        cc = (record.get("device") or {}).get("compute_capability")
+        return cls(
+            inputs=specs(inputs), outputs=specs(record.get("outputs") or []),
+            profiles={str(s["name"]): dict(s["profile"]) for s in inputs if s.get("profile")},
+            tensorrt_version=build.get("tensorrt_version"), compute_capability=str(cc) if cc else None,
+            version_compatible=bool(build.get("version_compatible")),
+            hardware_compatibility=str(build.get("hardware_compatibility") or "none"),
+            plugin_libraries=tuple(map(str, build.get("plugin_libraries") or ())),
+            plugin_libraries_serialized=tuple(map(str, build.get("plugin_libraries_serialized") or ())),
+            plan_bytes=plan_bytes if isinstance(plan_bytes, int) else None,
+            build_options=dict(build.get("trt_options") or {}),
+            rebuild_hint=rebuild_hint(bundle, (record.get("source") or {}).get("model"),
+                                      str(record.get("precision") or "fp32")),
+        )  # fmt: skip
 
-        @contextmanager
-        def capture(self) -> Iterator[LogCapture]:
-            cap = LogCapture()
-            with self._lock:
-                self._captures.append(cap)
-            try:
-                yield cap
-            finally:
-                with self._lock:
-                    self._captures.remove(cap)
-
-    return TrtLogger()
-
-
-def rebuild_hint(bundle: Path | str, manifest: Manifest) -> str:
-    model = manifest.source.get("model") or "MODEL_OR_ONNX"
-    precision = "" if manifest.precision == "fp32" else f" --precision {manifest.precision}"
-    return f"attnx build {model} -o {bundle} --backend trt{precision}"
+    def profiled_inputs(self) -> list[InputProfile]:
+        """The inputs with their profiles, as the builder takes them."""
+        return [InputProfile(s.name, s.shape, self.profiles.get(s.name)) for s in self.inputs]
 
 
 def _sm(cc: str | None) -> str:
     return "sm_" + str(cc).replace(".", "") if cc else "an unrecorded GPU"
 
 
-def check_plan_compat(
-    manifest: Manifest, trt_version: str, device: Mapping[str, Any], plan_name: str, hint: str
-) -> None:
-    """Raise UserError when this TensorRT or GPU cannot run the plan the manifest describes.
+def check_plan_compat(info: TrtPlanInfo, trt_version: str, device: Mapping[str, Any], plan_name: str) -> None:
+    """Raise UserError when this TensorRT (``trt_version``) or GPU (``device["compute_capability"]``) cannot run
+    the plan ``info`` describes; ``plan_name`` names it in the message.
 
     Rules (TensorRT's engine-compatibility documentation): a plan runs only on the TensorRT version that
     built it, unless built version-compatible (then on that version or a later one); and only on the
     compute capability it was built for, unless built with hardware compatibility "ampere+" (then on
     any GPU of compute capability 8.0 or newer).
     """
-    build = manifest.build
-    built_version = build.get("tensorrt_version")
-    built_cc = manifest.device.get("compute_capability")
+    built_version, built_cc, hint = info.tensorrt_version, info.compute_capability, info.rebuild_hint
     if not built_version or not built_cc:
         missing = "TensorRT version" if not built_version else "compute capability"
         raise UserError(
@@ -195,13 +157,12 @@ def check_plan_compat(
     cc = str(device.get("compute_capability"))
     problems: list[str] = []
     bv, cv = version_tuple(built_version), version_tuple(trt_version)
-    if build.get("version_compatible"):
+    if info.version_compatible:
         if cv < bv:
             problems.append(f"a version-compatible plan needs TensorRT {built_version} or later")
     elif bv != cv:
         problems.append("a plan runs only on the TensorRT version that built it")
-    hw = build.get("hardware_compatibility") or "none"
-    if hw == "ampere+":
+    if info.hardware_compatibility == "ampere+":
         if version_tuple(cc) < (8, 0):
             problems.append("an ampere+ plan needs compute capability 8.0 or newer")
     elif version_tuple(cc) != version_tuple(str(built_cc)):
@@ -213,18 +174,8 @@ def check_plan_compat(
         )
 
 
-def np_dtype(dtype: Any, name: str) -> np.dtype[Any]:
-    key = getattr(dtype, "name", str(dtype)).rsplit(".", 1)[-1]
-    if key not in NP_DTYPES:
-        raise UserError(
-            f"engine tensor '{name}' has type {key}, which NumPy cannot hold: keep model I/O in FP32/FP16 "
-            "(casts inside the graph) and rebuild"
-        )
-    return np.dtype(NP_DTYPES[key])
-
-
 # ---------------------------------------------------------------------------------------------------------
-# The runtime.
+# The runner
 
 
 @dataclass
@@ -238,41 +189,59 @@ class _IO:
 
 
 @dataclass
-class _Slot:
+class TrtSlot:
+    """One pooled execution context and what it runs on (see the module docstring).
+
+    ctx: the ``tensorrt.IExecutionContext`` (None once freed). stream: its CUDA stream. device / host: per
+    tensor name, the device buffer and pinned staging buffer. bound: tensor name → device address set on the
+    context. key: the input shapes set on the context. graphs: input shapes → captured CUDA graph (None: not
+    capturable). pending: the event of :meth:`TrtRunner.infer_device` work still in flight on this slot.
+    """
+
     ctx: Any
     stream: cuda_mem.Stream
     device: dict[str, cuda_mem.DeviceBuffer] = field(default_factory=dict)
     host: dict[str, cuda_mem.PinnedBuffer] = field(default_factory=dict)
-    bound: dict[str, int] = field(default_factory=dict)  # tensor name → address set on the context
-    key: tuple[tuple[int, ...], ...] | None = None  # input shapes set on the context
+    bound: dict[str, int] = field(default_factory=dict)
+    key: tuple[tuple[int, ...], ...] | None = None
     out_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     events: list[cuda_mem.Event] = field(default_factory=list)
     graphs: dict[tuple[tuple[int, ...], ...], cuda_mem.CudaGraph | None] = field(default_factory=dict)
-    pending: cuda_mem.Event | None = None  # run_torch's work still in flight on this slot
+    pending: cuda_mem.Event | None = None
 
 
-ENV_PLUGINS = "ATTNX_TRT_PLUGIN_LIBRARIES"  # os.pathsep-separated .so files the user trusts
-ENV_HOST_CODE = "ATTNX_TRT_ALLOW_HOST_CODE"  # 1: run the host code a version-compatible plan carries
+class TrtRunner(Runner):
+    """Runs a TensorRT plan. Thread-safe; :meth:`deactivate` frees GPU memory (after running calls finish).
 
+    Args:
+        plan: the serialized plan (bytes) or its file (read at :meth:`activate`); None for a runner made only
+            for :meth:`infer_with_outputs` (then :meth:`activate` loads nothing and :meth:`infer` cannot run).
+        info: what the plan must be and how it was built (:class:`TrtPlanInfo`).
+        onnx: the ONNX model the plan was built from (path or ModelProto): declares ``mark_outputs``
+            (:meth:`infer_with_outputs`). None: the capability is not declared.
+        pool_size: execution contexts (concurrent calls); threads: TensorRT runtime threads (None: default).
+        device: the CUDA device index. cuda_graph: capture and replay CUDA graphs per input shape.
+        pinned: stage host copies in pinned memory.
+        trusted: the caller built this plan itself (``attnx build``'s own check), so the native code it names
+            (plugin libraries, a version-compatible plan's host code) may run without the opt-ins of
+            :func:`~attnx.deploy.backends.tensorrt.util.trusted_native_code`.
 
-def trusted_native_code() -> tuple[set[Path], bool]:
-    """The plugin libraries (resolved paths) and the host-code permission the user gave through the
-    environment. Files are data: a bundle's manifest may say which libraries it needs, never load them."""
-    import os
+    Declares ``device_tensors`` (:meth:`infer_device`) and ``timed_runs`` (:meth:`infer_timed`). Raises
+    UserError at :meth:`activate` for a missing, truncated, corrupt or incompatible plan, a plan that does not
+    match ``info``, untrusted native code, or a pool that does not fit; at a call, for inputs the engine rejects.
+    """
 
-    libs = {Path(p).expanduser().resolve() for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p.strip()}
-    return libs, os.environ.get(ENV_HOST_CODE, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-class TrtRuntime:
-    """Runs a bundle's TensorRT plan. Thread-safe; ``close()`` frees GPU memory (waits for running calls)."""
-
+    name = "tensorrt"
     kernels = "TensorRT (int8 accumulates in int32)"
+    # What the backend can do; an instance made without ``onnx`` does not declare mark_outputs.
+    capabilities = Capabilities(device_tensors=True, timed_runs=True, mark_outputs=True)
 
     def __init__(
         self,
-        bundle: Path,
-        manifest: Manifest,
+        plan: bytes | Path | str | None,
+        info: TrtPlanInfo,
+        *,
+        onnx: Path | str | onnx.ModelProto | None = None,
         pool_size: int = 1,
         threads: int | None = None,
         device: int = 0,
@@ -280,51 +249,81 @@ class TrtRuntime:
         pinned: bool = True,
         trusted: bool = False,
     ):
-        """``trusted``: the caller built this bundle itself (``attnx build``'s own check), so the native code
-        it names — plugin libraries, a version-compatible plan's host code — may run without the opt-ins of
-        :func:`trusted_native_code`."""
         if pool_size < 1:
             raise UserError(f"pool_size must be ≥ 1, got {pool_size}")
-        self.bundle = Path(bundle)
-        self.manifest = manifest
-        self.device_index = device
-        self.cuda_graph = cuda_graph
-        self.pinned = pinned
-        self.path = manifest.path_of(self.bundle, "engine")
-        hint = rebuild_hint(self.bundle, manifest)
-        plan = _read_plan(self.path, manifest, hint)
-        trt_mod = import_tensorrt()
-        self.device = cuda_mem.device_info(device)
-        cuda_mem.set_device(device)
-        self.trt_version: str = trt_mod.__version__
-        check_plan_compat(manifest, self.trt_version, self.device, self.path.name, hint)
-
+        self.plan = Path(plan) if isinstance(plan, str) else plan
+        self.path = self.plan if isinstance(self.plan, Path) else Path("engine.plan")
+        self.plan_info = info
+        self.onnx = Path(onnx) if isinstance(onnx, str) else onnx
+        self.capabilities = Capabilities(device_tensors=True, timed_runs=True, mark_outputs=onnx is not None)
+        self.pool_size, self.threads, self.device_index = pool_size, threads, device
+        self.cuda_graph, self.pinned, self.trusted = cuda_graph, pinned, trusted
+        self.trt_version = ""
+        self.device: dict[str, Any] = {}
+        self._pool: RunnerPool[TrtSlot] | None = None
         self._closed = False
         self._close_lock = threading.Lock()
-        self._slots: list[_Slot] = []
-        self._pool: queue.Queue[_Slot | None] = queue.Queue()
+        self._engine: Any = None
+        self._runtime: Any = None
+        self._contexts = 0
+        self._ins: list[_IO] = []
+        self._outs: list[_IO] = []
+
+    @classmethod
+    def from_bundle_files(
+        cls, plan_path: Path, info: TrtPlanInfo, *, onnx_path: Path | None = None, pool_size: int = 1,
+        threads: int | None = None, trusted: bool = False, **options: Any,
+    ) -> TrtRunner:  # fmt: skip
+        """An activated runner of a bundle's plan file (``options``: the other keywords of the constructor).
+        Raises as :meth:`activate`; the caller ends it with :meth:`deactivate` (or ``close``)."""
+        runner = cls(plan_path, info, onnx=onnx_path, pool_size=pool_size, threads=threads, trusted=trusted,
+                     **options)  # fmt: skip
+        runner.activate()
+        return runner
+
+    def __enter__(self) -> TrtRunner:
+        self.activate()
+        return self
+
+    # -- activation ----------------------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Check, deserialise and load the plan; make every execution context of the pool."""
+        if self._pool is not None:
+            return
+        info = self.plan_info
+        if self.plan is None:
+            return  # a runner for the layer-wise search only: infer_with_outputs builds its own engines
+        plan = _read_plan(self.path, info) if isinstance(self.plan, Path) else bytes(self.plan)
+        trt_mod = import_tensorrt()
+        self.device = cuda_mem.device_info(self.device_index)
+        cuda_mem.set_device(self.device_index)
+        self.trt_version = trt_mod.__version__
+        check_plan_compat(info, self.trt_version, self.device, self.path.name)
+
+        self._closed = False
         logger = trt_logger()
         self._runtime = trt_mod.Runtime(logger)
-        if threads and hasattr(self._runtime, "max_threads"):
-            self._runtime.max_threads = threads
+        if self.threads and hasattr(self._runtime, "max_threads"):
+            self._runtime.max_threads = self.threads
         allowed_libs, host_code = trusted_native_code()
-        if manifest.build.get("version_compatible"):
+        where = self.path.parent if isinstance(self.plan, Path) else "this plan"
+        if info.version_compatible:
             # A version-compatible plan carries its own lean runtime: host code from the file runs in this process.
-            if not (trusted or host_code):
+            if not (self.trusted or host_code):
                 raise UserError(f"{self.path} is a version-compatible plan, which runs host code stored in the "
-                                f"bundle: set {ENV_HOST_CODE}=1 if you trust {self.bundle}, or rebuild it without "
+                                f"bundle: set {ENV_HOST_CODE}=1 if you trust {where}, or rebuild it without "
                                 "--version-compatible")  # fmt: skip
             self._runtime.engine_host_code_allowed = True
-        serialized = set(manifest.build.get("plugin_libraries_serialized") or [])
-        for lib in manifest.build.get("plugin_libraries") or []:
-            if lib in serialized:
+        for lib in info.plugin_libraries:
+            if lib in info.plugin_libraries_serialized:
                 continue
             if not Path(lib).is_file():
                 raise UserError(f"plugin library {lib}, which {self.path.name} needs, is not on this machine: "
-                                f"install it there or rebuild with `{hint}`")  # fmt: skip
+                                f"install it there or rebuild with `{info.rebuild_hint}`")  # fmt: skip
             # native code named by a file: loaded only when the user named the same library
-            if not trusted and Path(lib).resolve() not in allowed_libs:
-                raise UserError(f"{self.bundle} asks TensorRT to load plugin library {lib}; attnx loads native code "
+            if not self.trusted and Path(lib).resolve() not in allowed_libs:
+                raise UserError(f"{where} asks TensorRT to load plugin library {lib}; attnx loads native code "
                                 f"only where you name it: set {ENV_PLUGINS}={lib} if you trust it")  # fmt: skip
             self._runtime.get_plugin_registry().load_library(str(lib))
         with logger.capture() as cap:
@@ -332,23 +331,21 @@ class TrtRuntime:
         if engine is None:
             raise UserError(
                 f"TensorRT cannot deserialise {self.path} ({cap.first('no reason given')}): the plan is corrupt or "
-                f"incompatible with this TensorRT; rebuild it with `{hint}`"
+                f"incompatible with this TensorRT; rebuild it with `{info.rebuild_hint}`"
             )
         self._engine = engine
-        self.inputs, self.outputs = self._io_table(engine, manifest)
+        self._ins, self._outs = self._io_table(engine)
+        self._contexts = 0
         try:
-            for _ in range(pool_size):
-                slot = self._new_slot(logger)
-                self._slots.append(slot)
-                self._pool.put(slot)
+            pool = self._pool = RunnerPool(lambda: self._new_slot(logger), self.pool_size, release=self._free_slot)
+            with ExitStack() as stack:  # make every slot now: a pool that does not fit fails at load
+                for _ in range(self.pool_size):
+                    stack.enter_context(pool.acquire())
         except BaseException:
-            self.close()
+            self.deactivate()
             raise
-        self.output_names = [o.name for o in self.outputs]
 
-    # -- set-up ------------------------------------------------------------------------------------------
-
-    def _io_table(self, engine: trt.ICudaEngine, manifest: Manifest) -> tuple[list[_IO], list[_IO]]:
+    def _io_table(self, engine: trt.ICudaEngine) -> tuple[list[_IO], list[_IO]]:
         trt_mod = import_tensorrt()
         ins: list[_IO] = []
         outs: list[_IO] = []
@@ -371,8 +368,8 @@ class TrtRuntime:
                 ins.append(io)
             else:
                 outs.append(io)
-        want_in = {s.name: s for s in manifest.inputs}
-        want_out = {s.name: s for s in manifest.outputs}
+        want_in = {s.name: s for s in self.plan_info.inputs}
+        want_out = {s.name: s for s in self.plan_info.outputs}
         got_in, got_out = {io.name: io for io in ins}, {io.name: io for io in outs}
         if set(want_in) != set(got_in) or set(want_out) != set(got_out):
             raise UserError(
@@ -386,45 +383,80 @@ class TrtRuntime:
                     f"{self.path.name} does not match manifest.json: tensor '{name}' is {io.dtype} in the plan, "
                     f"{spec.dtype} in the manifest; rebuild the bundle"
                 )
-        order = [s.name for s in manifest.inputs]
+        order = [s.name for s in self.plan_info.inputs]
         ins.sort(key=lambda io: order.index(io.name))
-        out_order = [s.name for s in manifest.outputs]
+        out_order = [s.name for s in self.plan_info.outputs]
         outs.sort(key=lambda io: out_order.index(io.name))
         return ins, outs
 
-    def _new_slot(self, logger: Any) -> _Slot:
+    def _new_slot(self, logger: Any) -> TrtSlot:
         with logger.capture() as cap:
             ctx = self._engine.create_execution_context()
         if ctx is None:
             raise UserError(
-                f"TensorRT could not create execution context {len(self._slots) + 1} "
+                f"TensorRT could not create execution context {self._contexts + 1} "
                 f"({cap.first('out of GPU memory?')}): "
                 "use a smaller pool_size"
             )
-        slot = _Slot(ctx=ctx, stream=cuda_mem.Stream())
+        self._contexts += 1
+        slot = TrtSlot(ctx=ctx, stream=cuda_mem.Stream())
         try:
             # Size every buffer for the profile's largest shapes once, so calls do not allocate.
-            self._set_shapes(slot, tuple(io.max for io in self.inputs))
+            self._set_shapes(slot, tuple(io.max for io in self._ins))
             self._bind_buffers(slot)
         except BaseException:
             self._free_slot(slot)
             raise
         return slot
 
+    # -- the interface ---------------------------------------------------------------------------------------
+
+    def input_specs(self) -> list[TensorSpec]:
+        """The plan's inputs as recorded (:attr:`TrtPlanInfo.inputs`), in order."""
+        return list(self.plan_info.inputs)
+
+    def output_names(self) -> list[str]:
+        """The plan's outputs as recorded, in order."""
+        return [s.name for s in self.plan_info.outputs]
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name as new host arrays; ``feed`` maps every input to a host array of its dtype.
+        Raises UserError for a missing input, a wrong dtype, or a shape outside the profile."""
+        return self._run(feed, timed=False)[0]
+
+    def infer_timed(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Outputs (as :meth:`infer`) and GPU times of this call in milliseconds: h2d_ms, compute_ms, d2h_ms
+        (CUDA events) and enqueue_ms (host)."""
+        return self._run(feed, timed=True)
+
     # -- per call ----------------------------------------------------------------------------------------
 
-    def _set_shapes(self, slot: _Slot, key: tuple[tuple[int, ...], ...]) -> None:
+    @contextmanager
+    def _slot(self) -> Iterator[TrtSlot]:
+        pool = self._pool
+        if pool is None or self._closed:
+            raise RuntimeError("TrtRunner is closed (or was never activated, or has no plan)")
+        with pool.acquire() as slot:
+            if slot.ctx is None:  # deactivate() freed the pool while this call waited
+                raise RuntimeError("TrtRunner is closed")
+            if slot.pending is not None:
+                # Let infer_device's enqueue finish before this call changes the context's shapes and addresses.
+                slot.pending.synchronize()
+                slot.pending = None
+            yield slot
+
+    def _set_shapes(self, slot: TrtSlot, key: tuple[tuple[int, ...], ...]) -> None:
         if slot.key == key:
             return
         slot.key = None
-        for io, shape in zip(self.inputs, key):
+        for io, shape in zip(self._ins, key):
             if not slot.ctx.set_input_shape(io.name, shape):
                 raise UserError(
                     f"input '{io.name}' shape {tuple(shape)} is outside the engine's profile "
                     f"{list(io.min)}..{list(io.max)}"
                 )
         shapes: dict[str, tuple[int, ...]] = {}
-        for io in self.outputs:
+        for io in self._outs:
             shape = tuple(slot.ctx.get_tensor_shape(io.name))
             if any(d < 0 for d in shape):
                 raise UserError(
@@ -435,14 +467,14 @@ class TrtRuntime:
         slot.out_shapes = shapes
         slot.key = key
 
-    def _shapes_of(self, slot: _Slot) -> dict[str, tuple[int, ...]]:
+    def _shapes_of(self, slot: TrtSlot) -> dict[str, tuple[int, ...]]:
         assert slot.key is not None
-        return {**{io.name: s for io, s in zip(self.inputs, slot.key)}, **slot.out_shapes}
+        return {**{io.name: s for io, s in zip(self._ins, slot.key)}, **slot.out_shapes}
 
-    def _bind_buffers(self, slot: _Slot) -> None:
+    def _bind_buffers(self, slot: TrtSlot) -> None:
         """Make each tensor's device (and pinned) buffer big enough; point the context at them."""
         moved = False
-        for io in (*self.inputs, *self.outputs):
+        for io in (*self._ins, *self._outs):
             nbytes = _nbytes(self._shapes_of(slot)[io.name], io.dtype)
             buf = slot.device.get(io.name)
             if buf is None:
@@ -464,33 +496,16 @@ class TrtRuntime:
             _drop_graphs(slot)  # captured graphs hold the old addresses
 
     def _key(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
-        missing = [io.name for io in self.inputs if io.name not in shapes]
+        missing = [io.name for io in self._ins if io.name not in shapes]
         if missing:
-            raise UserError(f"missing input(s) {missing}; the engine takes {[io.name for io in self.inputs]}")
-        return tuple(tuple(int(d) for d in shapes[io.name]) for io in self.inputs)
+            raise UserError(f"missing input(s) {missing}; the engine takes {[io.name for io in self._ins]}")
+        return tuple(tuple(int(d) for d in shapes[io.name]) for io in self._ins)
 
-    def _acquire(self) -> _Slot:
-        if self._closed:
-            raise RuntimeError("TrtRuntime is closed")
-        slot = self._pool.get()
-        if slot is None:  # close() drained the pool while this call waited
-            self._pool.put(None)
-            raise RuntimeError("TrtRuntime is closed")
-        if slot.pending is not None:
-            # Let run_torch's enqueue finish before this call changes the context's shapes and addresses.
-            try:
-                slot.pending.synchronize()
-            except BaseException:
-                self._pool.put(slot)
-                raise
-            slot.pending = None
-        return slot
-
-    def _enqueue(self, slot: _Slot) -> None:
+    def _enqueue(self, slot: TrtSlot) -> None:
         if not slot.ctx.execute_async_v3(slot.stream.handle):
             raise RuntimeError(f"TensorRT execute_async_v3 failed for {self.path} (see the attnx.tensorrt log)")
 
-    def _execute(self, slot: _Slot) -> None:
+    def _execute(self, slot: TrtSlot) -> None:
         """Enqueue the network on the slot's stream, through a CUDA graph when enabled and capturable."""
         key = slot.key
         assert key is not None
@@ -520,28 +535,20 @@ class TrtRuntime:
             slot.graphs[key] = None
             log.info("TensorRT enqueue for shapes %s cannot be captured in a CUDA graph; running without", key)
 
-    def _events(self, slot: _Slot) -> list[cuda_mem.Event]:
+    def _events(self, slot: TrtSlot) -> list[cuda_mem.Event]:
         if not slot.events:
             slot.events = [cuda_mem.Event() for _ in range(4)]
         return slot.events
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._run(feed, timed=False)[0]
-
-    def run_timed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Outputs and GPU times of this call: h2d_ms, compute_ms, d2h_ms (CUDA events) and enqueue_ms (host)."""
-        return self._run(feed, timed=True)
-
     def _run(self, feed: Mapping[str, np.ndarray], timed: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        arrays = {io.name: np.ascontiguousarray(feed[io.name]) if io.name in feed else None for io in self.inputs}
+        arrays = {io.name: np.ascontiguousarray(feed[io.name]) if io.name in feed else None for io in self._ins}
         key = self._key({n: a.shape for n, a in arrays.items() if a is not None})
-        for io in self.inputs:
+        for io in self._ins:
             arr = arrays[io.name]
             assert arr is not None
             if arr.dtype != io.dtype:
                 raise UserError(f"input '{io.name}' has dtype {arr.dtype}, the engine wants {io.dtype}")
-        slot = self._acquire()
-        try:
+        with self._slot() as slot:
             cuda_mem.set_device(self.device_index)
             self._set_shapes(slot, key)
             self._bind_buffers(slot)
@@ -550,7 +557,7 @@ class TrtRuntime:
             ev = self._events(slot) if timed else []
             if timed:
                 ev[0].record(stream)
-            for io in self.inputs:
+            for io in self._ins:
                 arr = arrays[io.name]
                 assert arr is not None
                 dst = slot.device[io.name].ptr
@@ -568,7 +575,7 @@ class TrtRuntime:
             if timed:
                 ev[2].record(stream)
             results: dict[str, np.ndarray] = {}
-            for io in self.outputs:
+            for io in self._outs:
                 shape = shapes[io.name]
                 if self.pinned:
                     host = slot.host[io.name]
@@ -592,22 +599,21 @@ class TrtRuntime:
                     "enqueue_ms": enqueue_ms,
                 }
             return results, times
-        finally:
-            self._pool.put(slot)
 
-    def run_torch(self, feed: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Run on torch CUDA tensors without host copies; outputs are new CUDA tensors.
+    def infer_device(self, feed: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run on torch CUDA tensors on this runner's device without host copies; outputs are new CUDA tensors.
 
         Ordered with torch's current stream on this device: the engine waits for work already queued there
-        and torch's later work waits for the engine (no host synchronisation).
+        and torch's later work waits for the engine (no host synchronisation). Raises UserError for a missing
+        input, a tensor on another device, a wrong dtype, or a shape outside the profile.
         """
         import torch
 
         rt = cuda_mem.cudart()
         tensors: dict[str, torch.Tensor] = {}
-        for io in self.inputs:
+        for io in self._ins:
             if io.name not in feed:
-                raise UserError(f"missing input '{io.name}'; the engine takes {[i.name for i in self.inputs]}")
+                raise UserError(f"missing input '{io.name}'; the engine takes {[i.name for i in self._ins]}")
             t = feed[io.name]
             if not t.is_cuda or (t.device.index or 0) != self.device_index:
                 raise UserError(
@@ -626,14 +632,13 @@ class TrtRuntime:
         key = self._key({n: tuple(t.shape) for n, t in tensors.items()})
         producer = torch.cuda.current_stream(self.device_index)
         producer_stream = rt.cudaStream_t(int(producer.cuda_stream))
-        slot = self._acquire()
-        try:
+        with self._slot() as slot:
             cuda_mem.set_device(self.device_index)
             self._set_shapes(slot, key)
             outs = {
                 io.name: torch.empty(slot.out_shapes[io.name], dtype=torch.from_numpy(np.empty(0, io.dtype)).dtype,
                                      device=f"cuda:{self.device_index}")
-                for io in self.outputs
+                for io in self._outs
             }  # fmt: skip
             for name, t in {**tensors, **outs}.items():
                 ptr = int(t.data_ptr())
@@ -648,48 +653,96 @@ class TrtRuntime:
             slot.pending = done
             cuda_mem.check(rt.cudaStreamWaitEvent(producer_stream, done.obj, 0), "cudaStreamWaitEvent")
             return outs
-        finally:
-            self._pool.put(slot)
+
+    # -- layer-wise search -----------------------------------------------------------------------------------
+
+    def infer_with_outputs(
+        self, feed: Mapping[str, np.ndarray], names: Sequence[str], *, strict: bool = False
+    ) -> dict[str, np.ndarray]:
+        """The model's outputs and the graph tensors ``names`` (ONNX tensor names) by name, as host arrays.
+
+        As Polygraphy's ``--trt-outputs`` (``ModifyNetworkOutputs``): the source ONNX is parsed again, the
+        layers' output tensors named ``names`` are marked as network outputs (``network.mark_output``; their
+        types stay what the strongly typed network computes), an engine is built with the plan's build options
+        (:attr:`TrtPlanInfo.build_options`, without the timing cache) and run once on ``feed``. Marking a tensor
+        keeps TensorRT from fusing across it, so an intermediate is what an unfused engine computes.
+
+        A name the network does not produce (fused away by the parser, not in the graph, a shape tensor, a type
+        NumPy cannot hold) is missing from the result and named in one warning on the ``attnx.tensorrt`` log;
+        ``strict=True`` raises UserError naming them instead. Raises CapabilityError when the runner was made
+        without ``onnx``, and UserError as a build (``builder.build_trt_engine``) or :meth:`infer` does.
+        Needs neither :meth:`activate` nor the plan: it builds and frees its own engine.
+        """
+        self.require("mark_outputs")
+        assert self.onnx is not None
+        info = self.plan_info
+        source: Path | onnx.ModelProto = self.onnx
+        plan, facts, marked = build_marked_plan(source, info.profiled_inputs(), info.build_options, list(names),
+                                                trusted=self.trusted)  # fmt: skip
+        if marked.missing:
+            label = source.name if isinstance(source, Path) else "the ONNX model"
+            why = "; ".join(f"'{n}': {reason}" for n, reason in marked.missing.items())
+            msg = f"TensorRT cannot expose {len(marked.missing)} tensor(s) of {label} as outputs ({why})"
+            if strict:
+                raise UserError(msg)
+            log.warning("%s", msg)
+        device = facts.get("device") or {}
+        built = TrtPlanInfo(
+            inputs=info.inputs, outputs=tuple(TensorSpec(n, dt, ()) for n, dt in marked.outputs.items()),
+            profiles=info.profiles,
+            tensorrt_version=facts.get("tensorrt_version"), compute_capability=device.get("compute_capability"),
+            version_compatible=bool(facts.get("version_compatible")),
+            hardware_compatibility=str(facts.get("hardware_compatibility") or "none"),
+            plugin_libraries=tuple(facts.get("plugin_libraries") or ()),
+            plugin_libraries_serialized=tuple(facts.get("plugin_libraries_serialized") or ()),
+            plan_bytes=len(plan), build_options=info.build_options, rebuild_hint=info.rebuild_hint,
+        )  # fmt: skip
+        # Built here and now from options already checked above: its native code is what the caller allowed.
+        with TrtRunner(plan, built, device=self.device_index, pinned=self.pinned, trusted=True) as marked_runner:
+            return marked_runner.infer(feed)
 
     # -- information and clean-up ------------------------------------------------------------------------
 
+    def slots(self) -> list[TrtSlot]:
+        """The pool's execution-context slots (empty before :meth:`activate` and after :meth:`deactivate`)."""
+        return self._pool.slots() if self._pool is not None else []
+
     @property
     def info(self) -> dict[str, Any]:
-        graphs = [g for s in self._slots for g in s.graphs.values()]
+        """What runs: backend, TensorRT version, device, pool size, pinned, cuda_graph, and how many CUDA graphs
+        were captured and refused."""
+        graphs = [g for s in self.slots() for g in s.graphs.values()]
         return {
             "backend": "trt",
             "tensorrt_version": self.trt_version,
             "device": self.device,
-            "pool_size": len(self._slots),
+            "pool_size": len(self.slots()),
             "pinned": self.pinned,
             "cuda_graph": self.cuda_graph,
             "cuda_graphs_captured": sum(g is not None for g in graphs),
             "cuda_graphs_refused": sum(g is None for g in graphs),
         }
 
-    def close(self) -> None:
-        """Wait for running calls, then free every context, stream, buffer and graph. Idempotent."""
+    def deactivate(self) -> None:
+        """Wait for running calls, then free every context, stream, buffer and graph. Idempotent; later calls
+        raise RuntimeError."""
         with self._close_lock:
-            if self._closed:
-                return
             self._closed = True
-            slots = list(self._slots)
-            taken = 0
-            while taken < len(slots):
-                if self._pool.get() is not None:
-                    taken += 1
-            self._pool.put(None)  # wake callers still waiting for a slot
-            for slot in slots:
-                try:
-                    slot.stream.synchronize()
-                except cuda_mem.CudaError as exc:
-                    log.warning("while closing %s: %s", self.path, exc)
-                self._free_slot(slot)
-            self._slots.clear()
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                with ExitStack() as stack:
+                    # Take every slot back first: running calls finish before their memory is freed.
+                    held = [stack.enter_context(pool.acquire()) for _ in pool.slots()]
+                    for slot in held:
+                        try:
+                            slot.stream.synchronize()
+                        except cuda_mem.CudaError as exc:
+                            log.warning("while closing %s: %s", self.path, exc)
+                    pool.close()  # frees each slot (_free_slot)
             self._engine = None
             self._runtime = None
 
-    def _free_slot(self, slot: _Slot) -> None:
+    def _free_slot(self, slot: TrtSlot) -> None:
         _drop_graphs(slot)
         for buf in slot.device.values():
             buf.free()
@@ -703,33 +756,35 @@ class TrtRuntime:
         slot.ctx = None
         slot.stream.destroy()
 
-    def __enter__(self) -> TrtRuntime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # The names of the bundle layer's runtime protocol (``attnx.deploy.bundle.runtime.Runtime``) and of the
+    # benchmark's timing hook, until those call the runner interface.
+    run = infer
+    run_timed = infer_timed
+    run_torch = infer_device
+    close = deactivate
 
 
 def _nbytes(shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
     return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 
-def _drop_graphs(slot: _Slot) -> None:
+def _drop_graphs(slot: TrtSlot) -> None:
     for graph in slot.graphs.values():
         if graph is not None:
             graph.destroy()
     slot.graphs.clear()
 
 
-def _read_plan(path: Path, manifest: Manifest, hint: str) -> bytes:
+def _read_plan(path: Path, info: TrtPlanInfo) -> bytes:
     """The plan's bytes; a missing, empty or wrong-sized file is named (before TensorRT sees it)."""
+    hint = info.rebuild_hint
     if not path.is_file():
         raise UserError(f"bundle is incomplete: {path.name} is missing; rebuild it with `{hint}`")
     data = path.read_bytes()
-    want = manifest.build.get("plan_bytes")
+    want = info.plan_bytes
     if not data:
         raise UserError(f"{path} is empty (truncated): rebuild the bundle with `{hint}`")
-    if isinstance(want, int) and len(data) != want:
+    if want is not None and len(data) != want:
         what = "truncated" if len(data) < want else "modified (larger than built)"
         raise UserError(
             f"{path} is {what}: {len(data)} bytes, the manifest records {want}; rebuild the bundle with `{hint}`"

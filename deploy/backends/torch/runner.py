@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,25 +23,35 @@ def flatten_outputs(out: object) -> list:
 
 
 class TorchRunner(Runner):
-    name = "torch"
+    """A PyTorch module in eval mode on the CPU, called under ``torch.inference_mode``: NumPy in, NumPy out.
 
-    def __init__(self, model: nn.Module, input_specs: list[TensorSpec], output_names: list[str]):
+    ``input_specs``: the module's positional inputs, in order (names key the feed). ``output_names``: names for
+    its flattened outputs (see :func:`flatten_outputs`), in order; None names them ``output_0``, ``output_1``, …
+    ``infer`` raises RuntimeError when the module returns another number of outputs than ``output_names``.
+    Declares no capability beyond ``infer``.
+    """
+
+    name = "torch"
+    kernels = "PyTorch eager (CPU)"
+
+    def __init__(self, model: nn.Module, input_specs: Sequence[TensorSpec], output_names: Sequence[str] | None = None):
         self.model = model.eval()
-        self._input_specs = input_specs
-        self._output_names = list(output_names)
+        self._input_specs = list(input_specs)
+        self._output_names = list(output_names) if output_names is not None else None
 
     def input_specs(self) -> list[TensorSpec]:
-        return self._input_specs
+        return list(self._input_specs)
 
     def output_names(self) -> list[str]:
-        return list(self._output_names)
+        return list(self._output_names or [])
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         args = [torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in self._input_specs]
         with torch.inference_mode():
             outs = flatten_outputs(self.model(*args))
-        if len(outs) != len(self._output_names):
-            raise RuntimeError(f"model returned {len(outs)} outputs, expected {len(self._output_names)}")
-        return {n: o.detach().cpu().numpy() for n, o in zip(self._output_names, outs)}
+        names = self._output_names or [f"output_{i}" for i in range(len(outs))]
+        if len(outs) != len(names):
+            raise RuntimeError(f"model returned {len(outs)} outputs, expected {len(names)}")
+        return {n: o.detach().cpu().numpy() for n, o in zip(names, outs)}

@@ -66,12 +66,26 @@ class ITensor:
     name: str
     shape: Dims
     dtype: DataType
+    is_network_input: bool
+    is_network_output: bool
+    is_shape_tensor: bool
 
-class INetworkDefinition:
+class ILayer:
+    name: str
     num_inputs: int
     num_outputs: int
     def get_input(self, index: int) -> ITensor: ...
     def get_output(self, index: int) -> ITensor: ...
+
+class INetworkDefinition:
+    num_inputs: int
+    num_outputs: int
+    num_layers: int
+    def get_input(self, index: int) -> ITensor: ...
+    def get_output(self, index: int) -> ITensor: ...
+    def get_layer(self, index: int) -> ILayer: ...
+    def mark_output(self, tensor: ITensor) -> None: ...
+    def unmark_output(self, tensor: ITensor) -> None: ...
 
 class NetworkDefinitionCreationFlag(IntEnum):
     STRONGLY_TYPED = 1
