@@ -79,6 +79,6 @@ GPU_PY ?= $(PYTHON)
 gpu-check:
 	env -u TRITON_INTERPRET $(GPU_PY) -m attnx.deploy.tools.gpu_check --out $(GPU_CHECK_OUT)
 
-## The same script on the CPU, as CI runs it (tests/plugins/test_gpu_check.py): interpreter, tiny sizes, numerics.
+## The same script on the CPU, as CI runs it (tests/deploy/tools/test_gpu_check.py): interpreter, tiny sizes, numerics.
 gpu-check-dry: install
 	$(PY) -m attnx.deploy.tools.gpu_check --dry --out out/gpu_check_dry

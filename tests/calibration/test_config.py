@@ -64,7 +64,7 @@ def test_to_dict_is_json_able():
 def test_cli_key_value_options():
     from attnx.calibration.config import parse_cli_options
 
-    opts = parse_cli_options(["source=photos", "count=32", 'sensitivity={"min_cosine": 0.995}', "exclude=[\"a\"]"])
+    opts = parse_cli_options(["source=photos", "count=32", 'sensitivity={"min_cosine": 0.995}', 'exclude=["a"]'])
     assert opts == {"source": "photos", "count": "32", "sensitivity": {"min_cosine": 0.995}, "exclude": ["a"]}
     cfg = CalibrationConfig.from_dict(opts)
     assert cfg.count == 32 and cfg.sensitivity == Budget(min_cosine=0.995) and cfg.exclude == ("a",)

@@ -160,7 +160,6 @@ def test_bad_calibration_data_writes_nothing(tiny_onnx, tmp_path, private_cache)
     _nothing_written(tmp_path / "w", private_cache)
 
 
-
 def test_quantize_gates_on_request(zoo_onnx, tmp_path):
     result = apply_precision(zoo_onnx("se_resnet"), "int8", "ort", {**SMALL, "quantize_gates": True}, tmp_path)
     assert not any(e["category"] == "sigmoid_gate" for e in result.plan["excluded"].values())

@@ -4,7 +4,7 @@ They model only what attnx.deploy.backends.tensorrt (builder.py, runner.py, cuda
 conventions (cuda-python's ``(err, value)`` tuples, TensorRT's None on failure plus a logged error),
 and keep "device" memory in host buffers so that data really flows: H2D copies, an engine that reads
 its input addresses and writes its outputs, D2H copies. What they cannot tell is whether TensorRT or
-CUDA accept the same calls on a GPU: tests/deploy/test_trt_*.py have GPU tests for that.
+CUDA accept the same calls on a GPU: tests/deploy/backends/tensorrt/ have GPU tests for that.
 
 Fake plans are ``b"FAKEPLAN\\n" + JSON``: {"inputs": [{name, dtype, shape, min, max}], "outputs": [{name,
 dtype, of, op, k}]}, where op "affine" gives ``2*x + 1`` (x's shape), "scale" gives ``k*x`` and "pool" the

@@ -85,11 +85,13 @@ def test_form_choice_by_target_and_opset():
 def _fused_graph(softcap: float = 0.0) -> onnx.ModelProto:
     """x → MatMul(W) → Reshape (B, 2, 4, 8) → Attention(q, q, q) → LayerNormalization → RMSNormalization."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32) * 0.3, "w"),
-             numpy_helper.from_array(np.array([1, 4, 2, 8], np.int64), "shape4"),
-             numpy_helper.from_array(np.array([1, 4, 16], np.int64), "shape3"),
-             numpy_helper.from_array(np.ones(16, np.float32), "g"),
-             numpy_helper.from_array(np.zeros(16, np.float32), "b")]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32) * 0.3, "w"),
+        numpy_helper.from_array(np.array([1, 4, 2, 8], np.int64), "shape4"),
+        numpy_helper.from_array(np.array([1, 4, 16], np.int64), "shape3"),
+        numpy_helper.from_array(np.ones(16, np.float32), "g"),
+        numpy_helper.from_array(np.zeros(16, np.float32), "b"),
+    ]
     attrs = {"softcap": softcap} if softcap else {}
     nodes = [helper.make_node("MatMul", ["x", "w"], ["p"], name="proj"),
              helper.make_node("Reshape", ["p", "shape4"], ["p4"], name="split_heads"),

@@ -10,8 +10,9 @@ from attnx.calibration.precision import apply_openvino_int8, apply_precision
 from attnx.exporters.export import ExportOptions, export_onnx
 from attnx.exporters.registry import zoo
 from attnx.exporters.weights import load_weights
+from tests.helpers import REPO_ROOT
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "digits"
+WEIGHTS = REPO_ROOT / "weights" / "digits"
 MIN_COSINE = 0.99
 CALIB = {"source": "digits", "cache": False}
 

@@ -131,8 +131,10 @@ def test_runtime_axes_must_be_constants_on_trt():
         helper.make_node("Unsqueeze", ["last", "zero"], ["axes"], name="axes_of"),
         helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="sum_last"),
     ]
-    inits = [numpy_helper.from_array(np.array(1, np.int64), "one"),
-             numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    inits = [
+        numpy_helper.from_array(np.array(1, np.int64), "one"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+    ]
     model = _model(nodes, [("x", [1, 3, 8, 8])], inits=inits)
     row = _row(model, "trt10", "ReduceSum")
     assert row.status == "unsupported" and "input 'axes' is computed at run time" in row.note

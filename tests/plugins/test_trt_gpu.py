@@ -24,8 +24,6 @@ from attnx.plugins.double_norm.reference import double_norm
 from attnx.plugins.grid_sample.reference import grid_sample
 from tests.plugins.models import plugin_model
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _skip_reason() -> str | None:
     try:

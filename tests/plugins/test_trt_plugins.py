@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("triton")
+from tests.helpers import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+pytest.importorskip("triton")
 
 
 def _run(args: list[str]) -> str:

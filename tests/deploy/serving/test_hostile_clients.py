@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +28,8 @@ from attnx.deploy.serving.cli import bind, is_loopback
 from attnx.deploy.serving.protocol import ProtocolError, RequestedOutput, decode_request, encode_response
 from tests.deploy.serving.conftest import running_server
 from tests.deploy.serving.test_lifecycle import wait_pending
+from tests.helpers import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 FAST = {"header_timeout_s": 0.5, "body_timeout_s": 0.5, "keep_alive_s": 0.5}
 
 

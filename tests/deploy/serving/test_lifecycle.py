@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,7 @@ from attnx.core.errors import UserError
 from attnx.deploy.serving.cli import bind, serve
 from attnx.deploy.serving.models import load_models, parse_bundle_args
 from tests.deploy.serving.conftest import expected, running_server
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.helpers import REPO_ROOT as ROOT
 
 
 def send_in_threads(url: str, feeds: list[np.ndarray]) -> tuple[list[threading.Thread], dict[int, object]]:

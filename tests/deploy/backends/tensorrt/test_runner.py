@@ -35,8 +35,8 @@ from tests.deploy.trt_fakes import (
     installed,
     plan_bytes,
 )
+from tests.helpers import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 X_IN = {"name": "x", "dtype": "FLOAT", "shape": [-1, 3, 4, 4], "min": [1, 3, 4, 4], "max": [8, 3, 4, 4]}
 OUTS = [
     {"name": "y", "dtype": "FLOAT", "of": "x", "op": "affine"},

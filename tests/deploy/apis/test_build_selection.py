@@ -12,8 +12,16 @@ SHAPE = (1, 3, 16, 16)
 
 
 def test_best_precision_keeps_the_fastest_passing_candidate(tmp_path):
-    result = build_bundle(TINY, tmp_path / "best", BuildOptions(backend="ort", precision="best", input_shape=SHAPE,
-                          calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")}))
+    result = build_bundle(
+        TINY,
+        tmp_path / "best",
+        BuildOptions(
+            backend="ort",
+            precision="best",
+            input_shape=SHAPE,
+            calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")},
+        ),
+    )
     selection = json.loads((tmp_path / "best" / "manifest.json").read_text())["build"]["selection"]
     rows = {(c["backend"], c["precision"]): c for c in selection["candidates"]}
     assert set(rows) == {("ort", "fp32"), ("ort", "fp16"), ("ort", "int8")}
@@ -66,8 +74,16 @@ def test_best_records_a_candidate_that_fails_to_build_and_goes_on(tmp_path, monk
         return real(prepared, fp32_path, writer, options, backend, work)
 
     monkeypatch.setattr(build, "_assemble", assemble)
-    result = build_bundle(TINY, tmp_path / "best", BuildOptions(backend="ort", precision="best", input_shape=SHAPE,
-                          calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")}))
+    result = build_bundle(
+        TINY,
+        tmp_path / "best",
+        BuildOptions(
+            backend="ort",
+            precision="best",
+            input_shape=SHAPE,
+            calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")},
+        ),
+    )
     rows = {(c["backend"], c["precision"]): c for c in result.manifest.build["selection"]["candidates"]}
     assert "injected" in rows[("ort", "fp16")]["build_error"] and not rows[("ort", "fp16")]["parity_passed"]
     assert result.manifest.precision in ("fp32", "int8")

@@ -19,7 +19,7 @@ from attnx.deploy.apis.pipeline import export_model, prepare_model
 from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import MANIFEST_NAME, load_manifest, sha256_file
 from attnx.exporters.export import ExportOptions
-from tests.deploy.test_cli import assert_user_error, invoke
+from tests.helpers import assert_user_error, invoke
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)

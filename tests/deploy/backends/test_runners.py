@@ -98,8 +98,17 @@ def test_engine_runs_through_its_public_runner(tmp_path):
     with BundleWriter(tmp_path / "b") as writer:
         onnx.save(model, str(writer.path("model.onnx")))
         onnx.save(model, str(writer.path("engine.onnx")))
-        bundle = writer.commit(Manifest(backend="ort", precision="fp32", source={}, opset=17, inputs=inputs,
-                                        outputs=outputs, files={"onnx": "model.onnx", "engine": "engine.onnx"}))
+        bundle = writer.commit(
+            Manifest(
+                backend="ort",
+                precision="fp32",
+                source={},
+                opset=17,
+                inputs=inputs,
+                outputs=outputs,
+                files={"onnx": "model.onnx", "engine": "engine.onnx"},
+            )
+        )
     x = np.ones((2, 4), np.float32)
     with Engine.load(bundle, pool_size=2) as engine:
         assert isinstance(engine.runner, OnnxrtRunner) and not engine.runner.capabilities.device_tensors

@@ -4,7 +4,6 @@ trusted only where they reproduce the engine's own outputs."""
 
 import sys
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,8 +17,9 @@ from attnx.deploy.parity.compare import POLICIES
 from attnx.deploy.parity.layerwise import layerwise_compare
 from attnx.deploy.parity.layerwise_torch import layerwise_torch, node_module_path
 from attnx.exporters.export import ExportOptions, export_onnx
+from tests.helpers import REPO_ROOT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cases"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "cases"))
 
 FP32 = POLICIES["fp32"]
 
@@ -115,7 +115,7 @@ def test_node_module_path():
 
 
 def _gated():
-    from tests.deploy.test_layerwise import gated_net
+    from tests.deploy.parity.test_layerwise import gated_net
 
     return gated_net()
 
@@ -156,7 +156,7 @@ def test_exposure_that_changes_the_outputs_is_said(feed):
 
 
 def test_a_real_engine_divergence_is_still_found(feed):
-    from tests.deploy.test_layerwise import perturb_weight
+    from tests.deploy.parity.test_layerwise import perturb_weight
 
     bad = perturb_weight(_gated(), "w2", 1.05)
     report = layerwise_compare(_gated(), bad, feed, FP32,
@@ -167,7 +167,7 @@ def test_a_real_engine_divergence_is_still_found(feed):
 def test_parity_cli_searches_against_pytorch(baked_window, tmp_path):
     import json
 
-    from tests.deploy.test_cli import invoke
+    from tests.helpers import invoke
 
     _, path = baked_window
     result = invoke("parity", path, "--model", "shifted_window_mask:build", "--input-shape", "1x3x24x32",

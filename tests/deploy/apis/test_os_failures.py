@@ -22,11 +22,13 @@ from attnx.core.errors import library_error_message, os_error_message
 from attnx.core.tempdirs import STALE_AFTER_S, owned_prefix, sweep_build_leftovers, sweep_stale
 from attnx.deploy.apis.build import BuildOptions, build_bundle
 from attnx.deploy.bundle.manifest import MANIFEST_NAME
-from tests.deploy.test_cli import assert_user_error as _assert_user_error
-from tests.deploy.test_cli import invoke
+from tests.helpers import assert_user_error as _assert_user_error
+from tests.helpers import invoke
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)
+
+
 def enospc(*args, **kwargs):
     """What a failed write() raises: no file named."""
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

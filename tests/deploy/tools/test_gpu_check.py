@@ -24,8 +24,7 @@ import pytest
 
 from attnx.deploy.tools import gpu_check
 from tests.deploy.trt_fakes import FakeCudart, cudaError_t
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO_ROOT as ROOT
 
 
 def _load(out: Path) -> dict[str, Any]:

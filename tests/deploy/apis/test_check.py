@@ -96,7 +96,8 @@ def test_loosened_policy_and_missing_checks_fail(baseline):
     assert [c.key for c in no_bench.failures] == ["bench"]
     only_torch = bench_result({"torch eager": 10.0})
     assert [c.key for c in compare_to_baseline(make_record([parity_report()], only_torch), baseline).failures] == [
-        "ort fp32 batch 1"]
+        "ort fp32 batch 1"
+    ]
 
 
 def test_baseline_of_another_model_is_a_user_error(baseline):

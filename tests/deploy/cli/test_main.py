@@ -8,26 +8,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from typer.testing import CliRunner
 
-from attnx.deploy.cli.main import app
+from tests.helpers import REPO_ROOT, assert_user_error, invoke
 
-runner = CliRunner()
 TINY = "tests.fixtures:tiny_net"
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Exit code 2, one line on stderr naming the problem, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    err = result.stderr.strip()
-    assert err.startswith("error:") and "Traceback" not in result.output
-    assert len(err.splitlines()) <= 2, err  # one message (rich may soft-wrap a long one)
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +88,8 @@ def test_run_stops_after_parity_when_asked(tmp_path):
 
 
 def test_run_whole_pipeline_with_trained_weights(tmp_path):
-    from pathlib import Path
 
-    weights = Path(__file__).resolve().parents[2] / "weights" / "digits" / "stn_classifier.safetensors"
+    weights = REPO_ROOT / "weights" / "digits" / "stn_classifier.safetensors"
     result = invoke("run", "stn_classifier", "-o", tmp_path / "out", "--weights", weights, "--precisions",
                     "fp32,int8", "--iterations", "5", "--calib", "count=16",
                     "--calib", f"cache_dir={tmp_path / 'cache'}")  # fmt: skip
