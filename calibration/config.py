@@ -94,6 +94,9 @@ KEYS = (
     "kernel_timing",
     "cpu_target",
 )
+# Keys whose field has another name: what users write as input_shape is a sample's (C, H, W), no batch (an
+# ``input_shape`` in attnx is a whole input, N×C×H×W), so the fields are named as exporters name it.
+FIELD_OF_KEY = {"input_shape": "sample_shape", "max_input_shape": "max_sample_shape"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ class CalibrationConfig:
     """The validated calibration options: one field per key of the table in this module's docstring.
 
     Build it with :meth:`from_dict` (the user's dict, or :func:`parse_cli_options` of ``--calib``); the
-    defaults are the table's. Shapes are (C, H, W) without the batch axis; ``crop`` is (H, W) in pixels;
+    defaults are the table's; the keys ``input_shape`` / ``max_input_shape`` fill ``sample_shape`` /
+    ``max_sample_shape`` (``FIELD_OF_KEY``). Shapes are (C, H, W) without the batch axis; ``crop`` is (H, W) in pixels;
     ``mean`` / ``std`` are per channel, applied to pixels scaled to [0, 1]; ``percentile`` is in (50, 100];
     ``fp16_limit`` is an absolute value in (0, 65504]; ``reduce_extent`` counts elements.
     """
@@ -121,8 +125,8 @@ class CalibrationConfig:
     batch_size: int = 8
     method: str = "percentile"
     percentile: float = 99.99
-    input_shape: tuple[int, ...] | None = None  # C, H, W
-    max_input_shape: tuple[int, ...] | None = None  # C, H, W: the largest input an FP16 plan must hold at
+    sample_shape: tuple[int, ...] | None = None  # C, H, W (key input_shape)
+    max_sample_shape: tuple[int, ...] | None = None  # C, H, W (key max_input_shape): the largest an FP16 plan holds at
     resize: int | None = None
     crop: tuple[int, int] | None = None
     mean: tuple[float, ...] | None = None
@@ -173,9 +177,9 @@ class CalibrationConfig:
                 raise UserError(f"fp16_limit must be in (0, 65504], got {limit}")
             kw["fp16_limit"] = limit
         if options.get("input_shape") is not None:
-            kw["input_shape"] = _shape(options["input_shape"])
+            kw["sample_shape"] = _shape(options["input_shape"])
         if options.get("max_input_shape") is not None:
-            kw["max_input_shape"] = _shape(options["max_input_shape"])
+            kw["max_sample_shape"] = _shape(options["max_input_shape"])
         if options.get("resize") is not None:
             kw["resize"] = _int("resize", options["resize"], minimum=1)
         if options.get("crop") is not None:
@@ -208,10 +212,10 @@ class CalibrationConfig:
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able echo of the options in force (for reports)."""
+        """JSON-able echo of the options in force (for reports), by the keys users write."""
         out: dict[str, Any] = {}
         for key in KEYS:
-            value = getattr(self, key)
+            value = getattr(self, FIELD_OF_KEY.get(key, key))
             if isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, Budget):

@@ -87,8 +87,8 @@ class CalibrationData:
         for start in range(0, self.count, batch_size):
             yield {k: v[start : start + batch_size] for k, v in self.arrays.items()}
 
-    def sample_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Per input, the shape of one batch-1 feed."""
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per input, the shape of one batch-1 feed (batch included: (1, C, H, W) for an image input)."""
         return {k: (1, *v.shape[1:]) for k, v in self.arrays.items()}
 
     def head(self, n: int) -> CalibrationData:
@@ -102,7 +102,7 @@ def image_input(inputs: list[InputInfo], cfg: CalibrationConfig) -> ImageInput:
     """The single 4-D float input that image sources feed, with its concrete C, H, W.
 
     Layout ``auto`` reads NHWC only when the last axis is 1, 3 or 4 and the second is not. Dynamic axes
-    take ``cfg.input_shape`` (C, H, W), else ``cfg.crop`` (H, W).
+    take ``cfg.sample_shape`` (C, H, W; the ``input_shape`` key), else ``cfg.crop`` (H, W).
 
     Raises:
         UserError: the model has more than one input, its input is not rank 4 or not float, a given
@@ -127,7 +127,7 @@ def image_input(inputs: list[InputInfo], cfg: CalibrationConfig) -> ImageInput:
     if layout == "auto":
         layout = "nhwc" if d3 in (1, 3, 4) and d1 not in (1, 3, 4) else "nchw"
     c, h, w = (d3, d1, d2) if layout == "nhwc" else (d1, d2, d3)
-    want = cfg.input_shape
+    want = cfg.sample_shape
     if want is None and cfg.crop is not None and isinstance(c, int):
         want = (c, *cfg.crop)
     if want is not None:
@@ -436,7 +436,7 @@ def _synthetic(inputs: list[InputInfo], cfg: CalibrationConfig) -> tuple[Calibra
                 dims = list(img.sample_shape())
             else:
                 raise UserError(f"input '{spec.name}' has dynamic dimensions {spec.shape}: give a .npz of real data")
-        elif len(spec.shape) == 4 and len(inputs) == 1 and (cfg.input_shape or cfg.crop):
+        elif len(spec.shape) == 4 and len(inputs) == 1 and (cfg.sample_shape or cfg.crop):
             image_input(inputs, cfg)  # a conflicting input_shape is an error here too
         shapes[spec.name] = tuple(int(d) for d in dims)
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attnx.calibration.int8_numerics import cpu_form
-from attnx.core.errors import UserError
 from attnx.deploy.backends.onnxrt.session import make_session
 from attnx.plugins.registry import ops, register_onnx_schemas
 from attnx.plugins.spec import onnx_schema
@@ -21,25 +19,6 @@ if TYPE_CHECKING:
 
 IR_VERSION_MAX = 10  # what attnx writes everywhere (ONNX Runtime ≥ 1.18 reads it); onnx 1.23 defaults higher
 FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
-
-
-def load_model(path: Path) -> onnx.ModelProto:
-    """Load an ONNX file with one-line errors for a missing or unreadable file.
-
-    Returns the whole model, external data read in (``onnx.load``).
-
-    Raises:
-        UserError: the file is missing, or cannot be parsed as ONNX (corrupt, truncated, unreadable
-            external data).
-    """
-    import onnx
-
-    if not Path(path).is_file():
-        raise UserError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
 
 
 def name_nodes(model: onnx.ModelProto) -> int:

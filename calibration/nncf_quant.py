@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attnx.calibration.graph import GraphIndex, graph_inputs, load_model, name_nodes
+from attnx.calibration.graph import GraphIndex, graph_inputs, name_nodes
 from attnx.calibration.plan import detect
 from attnx.core.errors import UserError
+from attnx.core.onnx_files import load_onnx
 from attnx.deploy.parity.metrics import cosine_similarity
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def quantize_openvino(
         raise UserError("OpenVINO INT8 needs OpenVINO, which is not installed: pip install openvino") from None
 
     fp32_onnx = Path(fp32_onnx)
-    model = load_model(fp32_onnx)
+    model = load_onnx(fp32_onnx)
     renamed = name_nodes(model)
     names = [spec.name for spec in graph_inputs(model)]
     missing = [n for n in names if n not in calib_arrays]
@@ -236,14 +237,16 @@ def map_ignored(
 
 
 def float_plan(
-    model: onnx.ModelProto, sample_shapes: dict[str, tuple[int, ...]], cfg: CalibrationConfig
+    model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]], cfg: CalibrationConfig
 ) -> tuple[list[str], bool]:
     """(ONNX nodes the attention-aware plan leaves unquantized, whether the model has attention) for OpenVINO.
+
+    ``input_shapes``: input name → a full input shape (batch included), e.g. ``CalibrationData.input_shapes()``.
 
     The structural plan only (:func:`attnx.calibration.plan.detect` with the user's ``exclude``): ONNX Runtime's
     kernel timings do not apply to OpenVINO. ``model`` must have its nodes named (:func:`name_nodes`).
     """
-    plan = detect(GraphIndex.build(model, sample_shapes), cfg.reduce_extent, cfg.exclude)
+    plan = detect(GraphIndex.build(model, input_shapes), cfg.reduce_extent, cfg.exclude)
     if cfg.quantize_gates:
         plan.int8_allowed.add("sigmoid_gate")
     transformer = any(set(d.categories) & ATTENTION_CATEGORIES for d in plan.decisions.values())

@@ -39,8 +39,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class BuildOptions:
-    backend: str = "auto"  # auto | ort | trt
-    precision: str = "fp32"  # fp32 | fp16 | int8 | best
+    """Options of :func:`build_bundle` (``attnx build``), checked by :meth:`validate`.
+
+    ``backend``: auto | ort | trt | openvino. ``precision``: fp32 | fp16 | bf16 | int8, or best (build every
+    candidate, keep the fastest that passes parity). ``input_shape``: export / optimisation shape, batch included
+    (None: the model's default). ``max_batch``: upper bound of the dynamic-batch profile (TensorRT) and of
+    ``parity_batches``. ``calibration``: options for :mod:`attnx.calibration.precision`; ``trt``: TensorRT build
+    options (:mod:`attnx.deploy.backends.tensorrt.builder`). ``seed``: of the seeded parity inputs; ``threads``: CPU
+    threads for parity and timing (None: the backend's default).
+    """
+
+    backend: str = "auto"  # auto | ort | trt | openvino
+    precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | best
     input_shape: tuple[int, ...] | None = None  # export / opt shape, batch included
     max_batch: int = 8  # dynamic-batch profile upper bound (TensorRT) and parity range
     opset: int = 17
@@ -52,6 +62,9 @@ class BuildOptions:
     threads: int | None = None
 
     def validate(self) -> None:
+        """Raise :class:`~attnx.core.errors.UserError` for an unknown backend or precision, ``max_batch`` < 1, or a pair
+        that cannot be built (fp16 with OpenVINO; bf16 with a backend other than OpenVINO or auto).
+        """
         if self.backend not in (*BACKENDS, "auto"):
             raise UserError(f"unknown backend '{self.backend}': choose auto, {', '.join(BACKENDS)}")
         if self.precision not in (*PRECISIONS, "best"):
@@ -67,6 +80,10 @@ class BuildOptions:
 
 @dataclass
 class BuildResult:
+    """What :func:`build_bundle` made: the bundle folder, its manifest, and the engine's parity report against the
+    fp32 reference (also recorded in ``manifest.parity``).
+    """
+
     bundle: Path
     manifest: Manifest
     parity: ParityReport
@@ -161,7 +178,8 @@ def build_best(source: str, out_dir: Path, options: BuildOptions, candidates: li
     import json
 
     from attnx.core.files import write_json
-    from attnx.deploy.bench.measure import BenchOptions, run_bench
+    from attnx.deploy.apis.bench import run_bench
+    from attnx.deploy.bench.measure import BenchOptions
     from attnx.deploy.bundle.manifest import MANIFEST_NAME
 
     check_destination(Path(out_dir))  # before any candidate is built

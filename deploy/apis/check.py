@@ -45,6 +45,12 @@ DEFAULT_MAX_SLOWDOWN = 0.15
 
 @dataclass
 class Change:
+    """One finding of a check: ``kind`` (accuracy | latency | coverage | info), ``key`` (the parity output, tolerance
+    or backend at a batch it concerns), ``message``, whether it ``failed`` the gate, and the ``baseline`` / ``fresh``
+    numbers where there are any (a tolerance, a max abs error, a latency ratio to the reference; the reference's
+    own latency in ms).
+    """
+
     kind: str  # accuracy | latency | coverage | info
     key: str  # what changed: a parity output, a backend at a batch
     message: str
@@ -55,6 +61,11 @@ class Change:
 
 @dataclass
 class CheckResult:
+    """The verdict of :func:`run_check` / :func:`compare_to_baseline`: the ``model``, the baseline file, the latency
+    statistic (``stat``, one of STATS) and ``max_slowdown`` (a fraction: 0.15 = 15 %) applied, every :class:`Change`,
+    and whether the baseline was rewritten (``updated``).
+    """
+
     model: str
     baseline_path: str
     stat: str
@@ -64,13 +75,16 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
+        """True when no change failed the gate."""
         return not any(c.failed for c in self.changes)
 
     @property
     def failures(self) -> list[Change]:
+        """The changes that failed the gate."""
         return [c for c in self.changes if c.failed]
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (non-finite floats as strings), with ``passed``."""
         d = asdict(self)
         d["passed"] = self.passed
         return json_safe(d)  # type: ignore[return-value]
@@ -114,13 +128,20 @@ def _read_json(path: Path, what: str, fix: str) -> Any:
 
 
 def load_record(path: str | Path, what: str = "baseline") -> dict[str, Any]:
+    """Read a record (a baseline or a fresh result; see the module docstring) from ``path``; ``what`` names it in
+    errors. Raises :class:`~attnx.core.errors.UserError` when the file is missing, not JSON, not an ``attnx-record``,
+    or of a newer record version than this attnx reads.
+    """
     path = Path(path)
     fix = "create it with `attnx check --update-baseline`" if what == "baseline" else "run the pipeline again"
     data = _read_json(path, what, fix)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path} is not an attnx {what} (format {got!r}); {fix}")
-    if data.get("version", 0) > VERSION:
+    version = data.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(f"{path} has record version {version!r}, not an integer; {fix}")
+    if version > VERSION:
         raise UserError(f"{path} has record version {data['version']}, newer than this attnx reads: upgrade attnx")
     return data  # type: ignore[no-any-return]
 
@@ -137,6 +158,7 @@ def load_parity_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def write_record(path: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` to ``path`` atomically as JSON (:func:`attnx.core.files.write_json`); returns the path."""
     return write_json(Path(path), record)
 
 
@@ -163,6 +185,7 @@ def compare_to_baseline(
 
 
 def parity_key(report: dict[str, Any]) -> str:
+    """The key matching a parity report (a dict) across records: ``"<reference> vs <candidate> [<precision>]"``."""
     return f"{report.get('reference')} vs {report.get('candidate')} [{report.get('precision')}]"
 
 
@@ -359,6 +382,7 @@ def run_check(
 
 
 def check_table(result: CheckResult) -> Table:
+    """A rich table of ``result`` for people: one row per change, failures first; the verdict is in the title."""
     from rich.table import Table
 
     verdict = "updated" if result.updated else ("passed" if result.passed else "FAILED")

@@ -41,7 +41,7 @@ from attnx.deploy.backends.torch.runner import TorchRunner
 from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import Manifest, load_manifest
 from attnx.deploy.parity.compare import Tolerance, policy
-from attnx.deploy.parity.layerwise import _engine_runner, _trt_runner, layerwise_compare
+from attnx.deploy.parity.layerwise import engine_candidate_runner, layerwise_compare, trt_candidate_runner
 from attnx.deploy.parity.report import LayerwiseReport, ParityReport
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ class BundleParityPlan:
 
     @property
     def reference_is_torch(self) -> bool:
+        """True when the reference is PyTorch (``prepared``); False when it is the fp32 ONNX in ONNX Runtime."""
         return self.prepared is not None
 
     @contextmanager
@@ -236,7 +237,7 @@ def layerwise_bundle(
         raise UserError(f"unknown graph '{graph}' for the layer-wise search: choose engine, model or model-raw")
     label = f"{manifest.backend} {manifest.precision} bundle {bundle.name}"
     if manifest.backend == "trt":
-        runner = _trt_runner(manifest)
+        runner = trt_candidate_runner(manifest)
         return layerwise_compare(
             reference_onnx, manifest.path_of(bundle, "onnx"), feed, tol, precision=manifest.precision,
             candidate_runner=runner, reference_label="fp32 ONNX (ORT, unoptimised)", candidate_label=label,
@@ -245,7 +246,7 @@ def layerwise_bundle(
         raise UserError(f"{bundle} is an OpenVINO INT8 bundle quantized by NNCF (OpenVINO IR), which the layer-wise "
                         "search cannot read: search an ORT int8 bundle of the same model (--backend ort)")  # fmt: skip
     if graph == "engine":
-        engine_runner, where = _engine_runner(manifest, threads)
+        engine_runner, where = engine_candidate_runner(manifest, threads)
         return layerwise_compare(
             reference_onnx, manifest.path_of(bundle, "engine"), feed, tol, precision=manifest.precision,
             candidate_runner=engine_runner, reference_label="fp32 ONNX (ORT, unoptimised)",

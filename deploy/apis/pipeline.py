@@ -28,15 +28,21 @@ ATTNX_VERSION = "0.1.0"
 
 @dataclass
 class PreparedModel:
+    """A resolved PyTorch model, ready to export or compare: the module (eval mode), the ``spec`` the user named it
+    by, the zoo ``config`` and ``entry`` (None for a ``module:factory`` spec), ``sample_shape`` (C, H, W of one
+    sample; None when unknown) and the ``weights`` file loaded into it (None: the seeded initialisation).
+    """
+
     model: nn.Module
     spec: str  # how the user named it
     config: str | None
     entry: ZooEntry | None
-    default_shape: tuple[int, ...] | None  # (C, H, W) if known
+    sample_shape: tuple[int, ...] | None  # (C, H, W) of one sample, no batch, if known
     weights: Path | None
 
     @property
     def dynamic_hw_ok(self) -> bool:
+        """True when the model takes any input height and width (a zoo entry may fix them; a factory is assumed to)."""
         return self.entry.dynamic_hw if self.entry else True
 
     def metadata(self) -> dict[str, str]:
@@ -55,6 +61,11 @@ class PreparedModel:
 def prepare_model(
     spec: str, config: str | None = None, weights: Path | None = None, num_classes: int | None = None
 ) -> PreparedModel:
+    """Resolve ``spec`` (a zoo name or ``module:factory``) to a :class:`PreparedModel`, loading ``weights`` (a state
+    dict, strictly) when given. ``config``: zoo models only (default: the entry's first config, recorded);
+    ``num_classes``: passed to the model's constructor. Raises :class:`~attnx.core.errors.UserError` for a missing
+    weights file, ``num_classes`` < 1, ``config`` with a factory spec, or a model that cannot be built or loaded.
+    """
     from attnx.exporters.registry import resolve_model
     from attnx.exporters.weights import load_weights
 
@@ -77,16 +88,16 @@ def full_input_shape(prepared: PreparedModel, input_shape: tuple[int, ...] | Non
     """The export shape: the user's, else the zoo default with the given batch."""
     if input_shape is not None:
         if prepared.entry and not prepared.entry.dynamic_hw and len(input_shape) == 4:
-            want = prepared.default_shape
+            want = prepared.sample_shape
             if want and tuple(input_shape[1:]) != tuple(want):
                 raise UserError(
                     f"model '{prepared.spec}' takes a fixed input of {'x'.join(map(str, want))} (C×H×W), "
                     f"not {'x'.join(map(str, input_shape[1:]))}; drop --input-shape or match it"
                 )
         return input_shape
-    if prepared.default_shape is None:
+    if prepared.sample_shape is None:
         raise UserError(f"the input shape of '{prepared.spec}' is unknown: pass --input-shape, e.g. 1x3x224x224")
-    return (batch, *prepared.default_shape)
+    return (batch, *prepared.sample_shape)
 
 
 def export_model(
@@ -128,6 +139,7 @@ def export_model(
 
 
 def report_path(onnx_path: Path) -> Path:
+    """Where the op report of an exported ONNX file goes: ``<stem>.report.json`` beside it."""
     return onnx_path.with_name(onnx_path.stem + ".report.json")
 
 
@@ -277,7 +289,7 @@ def default_check_shapes(onnx_path: Path, specs: list, prepared: PreparedModel) 
             shapes.append((1, *shape[1:]))
     if len(shapes) >= 2:
         return shapes  # type: ignore[return-value]
-    base = shapes[0] if shapes else (full_input_shape(prepared, None) if prepared.default_shape else None)
+    base = shapes[0] if shapes else (full_input_shape(prepared, None) if prepared.sample_shape else None)
     if base is None or len(base) != 4:
         return [base]
     from attnx.exporters.verify import check_shapes

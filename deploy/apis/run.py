@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from attnx.core.errors import UserError
 from attnx.core.files import write_json, write_text
 from attnx.deploy.accuracy import evaluate_bundle
+from attnx.deploy.apis.bench import run_bench
 from attnx.deploy.apis.build import BuildOptions, build_bundle
 from attnx.deploy.apis.pipeline import (
     PreparedModel,
@@ -30,7 +31,7 @@ from attnx.deploy.apis.pipeline import (
     report_path,
     run_parity,
 )
-from attnx.deploy.bench.measure import BenchOptions, BenchResult, markdown_summary, run_bench
+from attnx.deploy.bench.measure import BenchOptions, BenchResult, markdown_summary
 from attnx.deploy.parity.compare import policy
 from attnx.exporters.export import ExportOptions
 from attnx.exporters.trt_support import TARGETS
@@ -64,6 +65,7 @@ class ParityStage:
 
     @property
     def passed(self) -> bool:
+        """True when every case is within the fp32 policy."""
         return self.report.passed
 
 
@@ -77,6 +79,7 @@ class BundleAccuracy:
     samples: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready data (``top1`` in percent)."""
         return {"precision": self.precision, "top1": self.top1, "correct": self.correct, "samples": self.samples}
 
 
@@ -92,6 +95,7 @@ class BundleStage:
 
     @property
     def passed(self) -> bool:
+        """True when the bundle's build-time parity is within its precision's policy."""
         return self.parity.passed
 
 
@@ -114,6 +118,7 @@ class PipelineResult:
 
     @property
     def passed(self) -> bool:
+        """True when the export's parity and every bundle's parity pass."""
         return self.parity.passed and not self.failed_precisions
 
 

@@ -8,7 +8,7 @@
               outputs back), garbage collection paused while timing. GPU: a target may carry a timing
               hook (``timed``) that returns per-iteration CUDA-event times — latency plus the H2D /
               compute / D2H split and enqueue time, as trtexec reports them — with CUDA graphs on by
-              default; TensorRT runtimes provide it as ``run_timed(feed, iterations, cuda_graph=True)``
+              default; runners that declare ``timed_runs`` (TensorRT) provide it through ``infer_timed(feed)``
     stats     mean, p50, p90, p95, p99, min, max, standard deviation, coefficient of variation, IQR,
               throughput (items/s = batch / mean latency)
     speed-up  paired: per round, median(reference block) / median(this block), then the median over
@@ -74,10 +74,12 @@ class TimingStats:
     throughput: float  # items per second at this batch size (batch / mean latency)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict (latencies in ms, ``throughput`` in items/s)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TimingStats:
+        """Rebuild from :meth:`to_dict`'s dict (extra keys ignored); KeyError for a missing field."""
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
@@ -123,6 +125,16 @@ class BenchTarget:
 
 @dataclass
 class BenchOptions:
+    """Options of a benchmark run (``attnx bench``), checked by :meth:`validate`.
+
+    ``batches``: the batch sizes swept. Per target and batch: ``warmup`` untimed iterations, then ``iterations``
+    timed ones, or rounds for ``duration_s`` seconds instead; ``block``: iterations per target per interleaved
+    round. ``threads``: CPU intra-op threads (None: the libraries' default, all cores). ``cuda_graph``: GPU timing
+    hooks replay a CUDA graph. ``input_shape``: (C, H, W) or (N, C, H, W), N ignored (None: the bundle's / zoo's).
+    ``seed``: of the random inputs (plus the batch). ``peak_gflops``: CPU peak override, GFLOP/s.
+    ``steady_malloc``: pin glibc's malloc thresholds (:func:`steady_malloc`).
+    """
+
     batches: tuple[int, ...] = (1,)
     warmup: int = 10  # untimed iterations per target and batch
     iterations: int | None = 100  # timed iterations per target and batch ...
@@ -136,6 +148,9 @@ class BenchOptions:
     steady_malloc: bool = True  # pin glibc's malloc thresholds for the run (see steady_malloc())
 
     def validate(self) -> None:
+        """Raise :class:`~attnx.core.errors.UserError` for no or non-positive batch sizes, ``warmup`` < 0, neither
+        ``iterations`` ≥ 1 nor ``duration_s`` given, ``duration_s`` ≤ 0, ``block`` < 1 or ``threads`` < 1.
+        """
         if not self.batches or min(self.batches) < 1:
             raise UserError(f"batch sizes must be positive integers, got {list(self.batches)}")
         if self.warmup < 0:
@@ -152,6 +167,11 @@ class BenchOptions:
 
 @dataclass
 class Measurement:
+    """One target's raw timings at one batch (from :func:`measure`): per-iteration latencies ``samples_ms`` (ms), GPU
+    phase times by name (ms; GPU_PHASES), and the timing thread's CPU time (ms) and minor page faults summed over
+    ``usage_iters`` iterations.
+    """
+
     target: BenchTarget
     batch: int
     samples_ms: list[float]
@@ -279,6 +299,12 @@ def measure(
 
 @dataclass
 class ConfigResult:
+    """One target at one batch of a :class:`BenchResult`: latency ``stats`` (ms) and raw ``samples_ms``, GPU ``phases``
+    (ms), FLOPs per inference (whole batch), achieved GFLOP/s and its fraction of the device's ``peak_gflops``, the
+    paired latency ratio to the reference (unitless; ``ratio_iqr`` its spread over rounds), ``speedup`` = 1 / ratio,
+    and CPU ms and page faults per inference. None where not measured or not known.
+    """
+
     target: str
     backend: str
     precision: str
@@ -303,6 +329,7 @@ class ConfigResult:
     page_faults_per_iter: float | None = None  # minor page faults: allocation churn, a source of noise
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """The result as a dict; ``samples=False`` leaves ``samples_ms`` empty."""
         d = asdict(self)
         if not samples:
             d["samples_ms"] = []
@@ -310,6 +337,7 @@ class ConfigResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConfigResult:
+        """Rebuild from :meth:`to_dict`'s dict (absent optional fields default); KeyError when ``stats`` is absent."""
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         fields["stats"] = TimingStats.from_dict(d["stats"])
         fields["phases"] = {k: TimingStats.from_dict(v) for k, v in (d.get("phases") or {}).items()}
@@ -318,6 +346,12 @@ class ConfigResult:
 
 @dataclass
 class BenchResult:
+    """A benchmark run, as ``attnx bench --json`` writes it: the ``model``, the reference target's name (None without
+    PyTorch), the ``options`` and ``machine`` (:func:`machine_info`) it ran with, a :class:`ConfigResult` per target
+    and batch, FLOP counts (per batch, their source graph, uncounted ops), ``notes``, when it was ``created``
+    (UTC, ISO 8601) and the file format and its version.
+    """
+
     model: str
     reference: str | None  # name of the reference target (PyTorch eager), if it ran
     options: dict[str, Any]
@@ -330,17 +364,21 @@ class BenchResult:
     format_version: int = FORMAT_VERSION
 
     def config(self, target: str, batch: int) -> ConfigResult | None:
+        """The result of ``target`` at ``batch``, or None when it did not run there."""
         return next((c for c in self.configs if c.target == target and c.batch == batch), None)
 
     @property
     def targets(self) -> list[str]:
+        """The target names, in the order first measured."""
         return list(dict.fromkeys(c.target for c in self.configs))
 
     @property
     def batches(self) -> list[int]:
+        """The batch sizes measured, ascending."""
         return sorted({c.batch for c in self.configs})
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """JSON-ready data (non-finite floats as strings); ``samples=False`` drops the raw latency samples."""
         from attnx.deploy.parity.report import json_safe
 
         d = asdict(self)
@@ -349,8 +387,12 @@ class BenchResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "benchmark result") -> BenchResult:
-        if d.get("format") != FORMAT:
-            raise UserError(f"{where} is not an attnx benchmark result (format {d.get('format')!r}): "
+        """Rebuild from :meth:`to_dict`'s data; ``where`` names its source in errors. Raises
+        :class:`~attnx.core.errors.UserError` for another format or a corrupt result.
+        """
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise UserError(f"{where} is not an attnx benchmark result (format {got!r}): "
                             "write one with `attnx bench --json`")  # fmt: skip
         try:
             fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
@@ -361,6 +403,9 @@ class BenchResult:
 
 
 def load_result(path: str | Path) -> BenchResult:
+    """Read a result written by ``attnx bench --json``. Raises :class:`~attnx.core.errors.UserError` when the file is
+    missing, not JSON, not an ``attnx-bench`` result, or corrupt.
+    """
     import json
 
     path = Path(path)
@@ -427,60 +472,45 @@ def bundle_target(
 
 
 # ---------------------------------------------------------------------------------------------------
-# The whole run
+# The whole run (what to time comes from deploy/apis/bench.py: it resolves and prepares the model)
 
 
-def run_bench(
-    bundles: Sequence[str | Path] = (),
-    model: str | None = None,
-    options: BenchOptions | None = None,
+@dataclass
+class TorchReference:
+    """PyTorch eager, a benchmark's reference: the module, the name it goes by, its default sample shape
+    (C, H, W, no batch; None when unknown) and, when given, ``export_onnx(path, sample_shape)``, which writes a
+    fresh fp32 ONNX of it with a dynamic batch to ``path`` and returns the file written (raising UserError
+    when it cannot): the graph FLOPs are counted on when no bundle gives one."""
+
+    model: Any  # torch.nn.Module
+    name: str
+    sample_shape: tuple[int, ...] | None = None
+    export_onnx: Callable[[Path, tuple[int, ...]], Path] | None = None
+
+
+def bench_side_by_side(
+    bundles: Sequence[str | Path],
+    manifests: Sequence[Manifest],
+    options: BenchOptions,
     *,
-    config: str | None = None,
-    weights: Path | None = None,
-    torch_reference: bool = True,
+    model: str,
+    reference: TorchReference | None = None,
     progress: Callable[[str], None] | None = None,
     allow_failed_parity: bool = False,
 ) -> BenchResult:
-    """Benchmark PyTorch eager (unless ``torch_reference`` is False) and each bundle, side by side.
+    """Time ``reference`` (PyTorch eager, when given) and each bundle side by side, batch by batch.
 
-    ``model`` defaults to the model the bundles were built from, when that is a zoo model (a name read
-    from a manifest never imports code: pass ``model`` for any other). All bundles must come from one model.
-    Bundles whose build-time parity failed are refused unless ``allow_failed_parity``.
+    ``manifests``: the bundles' manifests, in the same order (already checked); ``model``: the name results
+    carry. Every target gets the same seeded input per batch; a bundle whose engine cannot take a batch is
+    skipped there, with a note. Raises UserError for inputs the bundles do not share or an unknown shape.
     """
-    from attnx.deploy.bundle.manifest import check_recorded_parity, load_manifest
-
-    options = options or BenchOptions()
-    options.validate()
-    if not bundles and model is None:
-        raise UserError("nothing to benchmark: give a model, bundles, or both")
-    if not bundles and not torch_reference:
-        raise UserError("nothing to benchmark: --no-torch leaves no backend when no bundle is given")
-    manifests = [load_manifest(Path(b)) for b in bundles]
-    for b, m in zip(bundles, manifests):  # before any engine or model is built
-        check_recorded_parity(Path(b), m, allow_failed_parity, quiet=True)  # Engine.load warns
+    manifests = list(manifests)
     names = [f"{m.backend} {m.precision}" for m in manifests]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:  # two bundles of one kind: tell them apart by folder name
         names = [f"{n} ({Path(b).name})" if n in dupes else n for n, b in zip(names, bundles)]
-    spec = model or _bundle_model(bundles, manifests)
-    if spec is None and torch_reference:
-        raise UserError("the bundles do not name their model: pass --model, or --no-torch to time the engines only")
-    if model is None and spec is not None and torch_reference:
-        from attnx.exporters.registry import is_zoo_name
-
-        if not is_zoo_name(spec):
-            shown = spec if spec.isprintable() and len(spec) <= 120 else ascii(spec[:120])
-            raise UserError(f"the bundles name model '{shown}', which is not a zoo model; attnx never imports code "
-                            f"named by a file: pass --model {shown} if you trust it, or --no-torch to time the "
-                            "engines only")  # fmt: skip
-    prepared = None
-    if torch_reference or not manifests:
-        from attnx.deploy.apis.pipeline import prepare_model
-
-        if spec is None:
-            raise UserError("nothing to benchmark: give a model or a bundle")
-        prepared = prepare_model(spec, config=config, weights=weights)
-    input_name, input_dtype, chw = _input_spec(manifests, prepared, options.input_shape)
+    default = reference.sample_shape if reference is not None else None
+    input_name, input_dtype, sample_shape = _input_spec(manifests, default, options.input_shape)
 
     notes: list[str] = []
     threads_note = f"{options.threads} intra-op thread(s)" if options.threads else "library default threads (all cores)"
@@ -490,30 +520,30 @@ def run_bench(
     targets: list[BenchTarget] = []
     old_threads = None
     try:
-        if prepared is not None and torch_reference:
+        if reference is not None:
             import torch
 
             old_threads = torch.get_num_threads()
             if options.threads:
                 torch.set_num_threads(options.threads)
-            inputs = [TensorSpec(input_name, np.dtype(input_dtype), (None, *chw))]
-            targets.append(torch_target(prepared.model, inputs))
+            inputs = [TensorSpec(input_name, np.dtype(input_dtype), (None, *sample_shape))]
+            targets.append(torch_target(reference.model, inputs))
         for b, n in zip(bundles, names):
             targets.append(bundle_target(b, options.threads, options.cuda_graph, name=n,
                                          allow_failed_parity=allow_failed_parity))  # fmt: skip
         notes.extend(f"{t.name} runs on {t.info['kernels']}" for t in targets if t.info.get("kernels"))
-        flops_info, flops_by_batch = _count_flops(manifests, bundles, prepared, input_name, chw, options.batches)
+        flops_info, flops_by_batch = _count_flops(manifests, bundles, reference, input_name, sample_shape,
+                                                  options.batches)  # fmt: skip
         notes.extend(flops_info.pop("notes", []))
         cpu, gpus = _peaks(options, targets)
-        reference = targets[0].name if (prepared is not None and torch_reference) else None
         result = BenchResult(
-            model=spec or "?", reference=reference, options=_options_dict(options),
+            model=model, reference=targets[0].name if reference is not None else None, options=_options_dict(options),
             machine=machine_info(options.threads, cpu, gpus), flops=flops_info, notes=notes,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )  # fmt: skip
         from attnx.deploy.parity.inputs import seeded_inputs
 
-        ts = TensorSpec(input_name, np.dtype(input_dtype), (None, *chw))
+        ts = TensorSpec(input_name, np.dtype(input_dtype), (None, *sample_shape))
         for batch in options.batches:
             active = [t for t in targets if t.max_batch is None or batch <= t.max_batch]
             for t in targets:
@@ -522,7 +552,7 @@ def run_bench(
                                  "(rebuild with --max-batch)")  # fmt: skip
             if not active:
                 continue
-            shape = (batch, *chw)
+            shape = (batch, *sample_shape)
             feed = seeded_inputs([ts], {input_name: shape}, options.seed + batch)
             for m in measure(active, feed, batch, options, progress):
                 result.configs.append(_config_result(m, {input_name: list(shape)}, flops_by_batch.get(batch),
@@ -550,19 +580,14 @@ def run_bench(
             torch.set_num_threads(old_threads)
 
 
-def _bundle_model(bundles: Sequence[str | Path], manifests: list[Manifest]) -> str | None:
-    models = {str(m.source.get("model")) for m in manifests if m.source.get("model")}
-    if len(models) > 1:
-        listing = ", ".join(f"{Path(b).name}: {m.source.get('model')}" for b, m in zip(bundles, manifests))
-        raise UserError(f"the bundles come from different models ({listing}): benchmark one model at a time")
-    hashes = {m.source.get("fp32_onnx_sha256") for m in manifests if m.source.get("fp32_onnx_sha256")}
-    if len(hashes) > 1 and not models:
-        raise UserError("the bundles were built from different ONNX files: benchmark one model at a time")
-    return next(iter(models), None)
+def _input_spec(
+    manifests: list[Manifest], default: tuple[int, ...] | None, input_shape: tuple[int, ...] | None
+) -> tuple[str, str, tuple[int, ...]]:
+    """(input name, dtype, sample shape: per item, no batch) shared by every target.
 
-
-def _input_spec(manifests: list[Manifest], prepared: Any, input_shape: tuple[int, ...] | None) -> tuple[str, str, tuple[int, ...]]:  # noqa: E501
-    """(input name, dtype, per-item shape) shared by every target."""
+    ``default``: the reference model's sample shape, used when no bundle is given; ``input_shape``: the user's
+    ``--input-shape``, a sample shape or a full one (its batch is dropped: the batch comes from the sweep).
+    """
     if manifests:
         firsts = {(m.inputs[0].name, m.inputs[0].dtype) for m in manifests}
         if len(firsts) > 1 or any(len(m.inputs) != 1 for m in manifests):
@@ -572,14 +597,15 @@ def _input_spec(manifests: list[Manifest], prepared: Any, input_shape: tuple[int
         name, dtype = firsts.pop()
         spec = manifests[0].inputs[0]
         base = spec.profile["opt"] if spec.profile else spec.shape
-        chw: tuple[int, ...] | None = tuple(int(d) for d in base[1:]) if all(isinstance(d, int) for d in base[1:]) else None  # noqa: E501
+        static = all(isinstance(d, int) for d in base[1:])
+        sample_shape: tuple[int, ...] | None = tuple(int(d) for d in base[1:]) if static else None
         fixed = [tuple(d for d in m.inputs[0].shape[1:]) for m in manifests]
     else:
-        name, dtype, chw, fixed = "input", "float32", None, []
-        if prepared is not None and prepared.default_shape:
-            chw = tuple(prepared.default_shape)
+        name, dtype, sample_shape, fixed = "input", "float32", None, []
+        if default:
+            sample_shape = tuple(default)
     if input_shape is not None:
-        rank = len(chw) if chw else (len(fixed[0]) if fixed else 3)  # per-item rank (C, H, W)
+        rank = len(sample_shape) if sample_shape else (len(fixed[0]) if fixed else 3)  # per-item rank (C, H, W)
         if len(input_shape) == rank + 1:
             given = tuple(input_shape[1:])  # a full shape: the batch comes from the sweep
         elif len(input_shape) == rank:
@@ -592,14 +618,15 @@ def _input_spec(manifests: list[Manifest], prepared: Any, input_shape: tuple[int
                 if isinstance(want, int) and want != got:
                     raise UserError(f"--input-shape {'x'.join(map(str, input_shape))} does not fit the bundle's input "
                                     f"{list(f)} at axis {axis}: drop it or rebuild the bundle")  # fmt: skip
-        chw = given
-    if chw is None:
+        sample_shape = given
+    if sample_shape is None:
         raise UserError("the input shape is unknown: pass --input-shape CxHxW")
-    return name, dtype, chw
+    return name, dtype, sample_shape
 
 
-def _count_flops(manifests: list[Manifest], bundles: Sequence[str | Path], prepared: Any, input_name: str,
-                 chw: tuple[int, ...], batches: Sequence[int]) -> tuple[dict[str, Any], dict[int, float]]:  # fmt: skip
+def _count_flops(manifests: list[Manifest], bundles: Sequence[str | Path], reference: TorchReference | None,
+                 input_name: str, sample_shape: tuple[int, ...], batches: Sequence[int],
+                 ) -> tuple[dict[str, Any], dict[int, float]]:  # fmt: skip
     """FLOPs per batch from one graph of the model: an fp32 bundle's, else any bundle's, else a fresh export.
 
     FLOPs are the model's, not a backend's: every target is measured against the same count (Q/DQ and
@@ -616,14 +643,10 @@ def _count_flops(manifests: list[Manifest], bundles: Sequence[str | Path], prepa
         break
     info: dict[str, Any] = {"per_batch": {}, "notes": []}
     with tempfile.TemporaryDirectory(prefix="attnx-bench-") as tmp:
-        if graph is None and prepared is not None:
-            from attnx.deploy.apis.pipeline import export_model
-            from attnx.exporters.export import ExportOptions
-
+        if graph is None and reference is not None and reference.export_onnx is not None:
             try:
-                result, _ = export_model(prepared, Path(tmp) / "model.onnx",
-                                         ExportOptions(input_shape=(1, *chw), dynamic_batch=True))  # fmt: skip
-                graph, source = result.path, f"fresh fp32 export of {prepared.spec}"
+                graph = reference.export_onnx(Path(tmp) / "model.onnx", sample_shape)
+                source = f"fresh fp32 export of {reference.name}"
             except UserError as exc:
                 info["notes"].append(f"FLOPs not counted: {exc}")
         if graph is None:
@@ -632,7 +655,7 @@ def _count_flops(manifests: list[Manifest], bundles: Sequence[str | Path], prepa
         by_batch: dict[int, float] = {}
         for b in batches:
             try:
-                fc = count_flops(graph, {input_name: (b, *chw)})
+                fc = count_flops(graph, {input_name: (b, *sample_shape)})
             except UserError as exc:
                 info["notes"].append(f"FLOPs not counted at batch {b}: {exc}")
                 continue
@@ -709,6 +732,10 @@ def _options_dict(options: BenchOptions) -> dict[str, Any]:
 
 
 def machine_info(threads: int | None, cpu: PeakInfo | None = None, gpus: dict[str, PeakInfo | None] | None = None) -> dict[str, Any]:  # noqa: E501
+    """What a benchmark ran on, as JSON-ready data: the 1-minute load average, CPU name and features, physical cores,
+    ``threads`` (None: the libraries' default), the CPU peak (``cpu``) and GPU peaks by target name
+    (:class:`~attnx.deploy.bench.roofline.PeakInfo`, None where unknown), platform, Python and library versions.
+    """
     from attnx.core.cpu import detect
     from attnx.deploy.bundle.manifest import library_versions
 

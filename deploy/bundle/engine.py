@@ -59,10 +59,12 @@ class Engine:
 
     @property
     def inputs(self) -> list[IOSpec]:
+        """The inputs as the manifest declares them: name, dtype, shape, profile."""
         return self.manifest.inputs
 
     @property
     def outputs(self) -> list[IOSpec]:
+        """The outputs as the manifest declares them: name, dtype, shape."""
         return self.manifest.outputs
 
     def __call__(self, inputs: Mapping[str, Any] | Any = None, /, **named: Any) -> dict[str, Any]:
@@ -95,6 +97,9 @@ class Engine:
         return feed
 
     def close(self) -> None:
+        """Deactivate the runner (release its sessions / contexts); a second call does nothing. Calling the engine
+        afterwards raises RuntimeError.
+        """
         with self._lock:
             if not self._closed:
                 self._closed = True

@@ -14,4 +14,3 @@ err_console = Console(stderr=True)
 def escape_markup(text: str) -> str:
     """``text`` with rich markup escaped: messages quote names read from files, printed, never styled."""
     return escape(text)
-

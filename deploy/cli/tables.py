@@ -14,6 +14,7 @@ _STATUS_STYLE = {"ok": "green", "restricted": "yellow", "plugin": "cyan", "unsup
 
 
 def op_table(report: OpReport) -> Table:
+    """A rich table of an op report for people: one row per op type (domain, count, status, note)."""
     table = Table(title=f"ONNX ops of {report.model} (opset {report.opset}) for target {report.target}")
     table.add_column("op")
     table.add_column("domain")
@@ -36,6 +37,9 @@ def _fmt(x: float | None, spec: str = ".2e") -> str:
 
 
 def parity_table(report: ParityReport) -> Table:
+    """A rich table of a parity report for people: one row per case and output (max and mean abs error, relative L2,
+    cosine, top-1 agreement, verdict); the caption states the inputs and the policy.
+    """
     tol = report.tolerance
     if tol.error_stat == "elemwise":
         rule = f"|Δ| ≤ {tol.atol:g} + {tol.rtol:g}·|ref|"

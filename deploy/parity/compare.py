@@ -31,6 +31,7 @@ class Tolerance:
     error_quantile: float = 0.99
 
     def with_overrides(self, **overrides: float | None) -> Tolerance:
+        """A copy with the non-None ``overrides`` (field name → value) applied; TypeError for an unknown field."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -48,12 +49,19 @@ POLICIES: dict[str, Tolerance] = {
 
 
 def policy(name: str) -> Tolerance:
+    """The :class:`Tolerance` of precision ``name`` (fp32 | fp16 | bf16 | int8; POLICIES). Raises
+    :class:`~attnx.core.errors.UserError` for another name.
+    """
     if name not in POLICIES:
         raise UserError(f"unknown precision policy '{name}': choose one of {', '.join(POLICIES)}")
     return POLICIES[name]
 
 
 def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance) -> OutputComparison:
+    """Judge output ``name`` of the candidate (``cand``) against ``ref`` under ``tol``; any numeric dtypes, compared
+    in float64. Returns an :class:`OutputComparison` (errors, and failures: empty when it passes); a shape mismatch
+    or NaN/Inf in either tensor is a failure, not an exception. Top-1 agreement is judged for (N, K > 1) outputs.
+    """
     if ref.shape != cand.shape:
         return OutputComparison(
             name, tuple(ref.shape), math.inf, math.inf, math.inf, -1.0, math.inf,
@@ -124,6 +132,10 @@ def compare(
     ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], tol: Tolerance, label: str,
     input_shapes: dict[str, tuple[int, ...]],
 ) -> ParityCase:  # fmt: skip
+    """One :class:`ParityCase` labelled ``label``: every output of ``ref`` (name → array) judged against ``cand``'s by
+    :func:`compare_output` under ``tol``; ``input_shapes`` are the shapes fed. Candidate outputs the reference lacks
+    are ignored; one it has and the candidate lacks raises :class:`~attnx.core.errors.UserError`.
+    """
     missing = [n for n in ref if n not in cand]
     if missing:
         raise UserError(f"candidate backend lacks output(s) {missing}; it has {sorted(cand)}")

@@ -60,18 +60,13 @@ CandidateRunner = Callable[["onnx.ModelProto"], Runner]
 # Running a graph with every intermediate exposed
 
 
-def load_model(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    """``model`` itself, or the ONNX file at that path (see :func:`attnx.core.onnx_files.load_onnx`)."""
-    return load_onnx(model)
-
-
 def run_with_intermediates(
     model: onnx.ModelProto | str | Path, feed: dict[str, np.ndarray], names: Iterable[str] | None = None,
     optimize: bool = False, threads: int | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Run ``model`` in ONNX Runtime on ``feed``; every node output (or ``names``) by name. Raises UserError
     when ORT cannot load the graph with its intermediates exposed or rejects the inputs."""
-    model = load_model(model)
+    model = load_onnx(model)
     wanted = list(names) if names is not None else [t for n in model.graph.node for t in n.output if t]
     with OnnxrtRunner(model, threads=threads, optimize=optimize) as runner:
         return runner.infer_with_outputs(feed, wanted)
@@ -136,8 +131,8 @@ def layerwise_compare(
     ``candidate_runner`` makes the candidate's runner instead of ONNX Runtime's (OpenVINO; TensorRT on a GPU);
     it must declare ``mark_outputs`` (else :class:`~attnx.deploy.backends.base.CapabilityError`).
     """
-    ref_model = load_model(reference)
-    cand_model = load_model(candidate)
+    ref_model = load_onnx(reference)
+    cand_model = load_onnx(candidate)
     notes: list[str] = []
     if candidate_optimize:
         if any(n.domain == "attnx" for n in cand_model.graph.node):
@@ -298,8 +293,22 @@ def _label(model: object, default: str) -> str:
     return str(model) if isinstance(model, (str, Path)) else default
 
 
-def _engine_runner(manifest: Any, threads: int | None) -> tuple[CandidateRunner | None, str]:
-    """The runner factory for a bundle's engine graph (None: ONNX Runtime), and its label suffix."""
+def engine_candidate_runner(manifest: Any, threads: int | None) -> tuple[CandidateRunner | None, str]:
+    """The runner factory that runs a bundle's engine graph where the bundle runs, for :func:`layerwise_compare`.
+
+    Args:
+        manifest: the bundle's manifest (``attnx.deploy.bundle.manifest.Manifest``; read for ``backend`` and
+            ``build["inference_precision"]``).
+        threads: intra-op threads for the runner (None: the library's default).
+
+    Returns:
+        (factory, label suffix): for an OpenVINO bundle, an ``OpenVinoRunner`` factory at the bundle's inference
+        precision and ``", OpenVINO <precision>"``; for any other backend ``(None, "")``: ONNX Runtime runs it.
+
+    Raises:
+        UserError: the manifest names an unknown inference precision, or a bf16 OpenVINO bundle on a CPU
+            without bf16.
+    """
     if manifest.backend != "openvino":
         return None, ""
     from functools import partial
@@ -319,12 +328,22 @@ def _engine_runner(manifest: Any, threads: int | None) -> tuple[CandidateRunner 
     return partial(OpenVinoRunner, inference_precision=precision, threads=threads), f", OpenVINO {precision}"
 
 
-def _trt_runner(manifest: Any) -> CandidateRunner:
-    """The runner factory for a TensorRT bundle's candidate graph: ``factory(model)`` is a plan-less
-    :class:`~attnx.deploy.backends.tensorrt.runner.TrtRunner` of ``model`` whose ``infer_with_outputs`` builds it
-    with the requested tensors marked as network outputs (Polygraphy's ``--trt-outputs``), with the bundle's
-    TensorRT build options and optimisation profile (``manifest``: the bundle's, read as its JSON data).
-    Raises UserError without an NVIDIA GPU and TensorRT."""
+def trt_candidate_runner(manifest: Any) -> CandidateRunner:
+    """The runner factory for a TensorRT bundle's candidate graph, for :func:`layerwise_compare`.
+
+    Args:
+        manifest: the bundle's manifest (``attnx.deploy.bundle.manifest.Manifest``), read as its JSON data for
+            the bundle's TensorRT build options and optimisation profile.
+
+    Returns:
+        ``factory(model)``: a plan-less :class:`~attnx.deploy.backends.tensorrt.runner.TrtRunner` of ``model`` (an
+        ``onnx.ModelProto``), not yet activated, whose ``infer_with_outputs`` builds it with the requested
+        tensors marked as network outputs (Polygraphy's ``--trt-outputs``).
+
+    Raises:
+        UserError: no NVIDIA GPU with TensorRT here.
+        CapabilityError: the TensorRT runner does not declare ``mark_outputs``.
+    """
     from attnx.core.device import gpu_status
 
     ok, why = gpu_status()

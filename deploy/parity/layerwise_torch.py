@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attnx.core.onnx_files import load_onnx
 from attnx.deploy.parity.layerwise import (
     _check,
     _is_float,
     compare_outputs,
-    load_model,
     run_with_intermediates,
     topological_nodes,
 )
@@ -112,7 +112,7 @@ def layerwise_torch(
     candidate_label: str | None = None, threads: int | None = None,
 ) -> LayerwiseReport:  # fmt: skip
     """First divergence between PyTorch module outputs and the ONNX tensors they map to (see the module doc)."""
-    proto = load_model(onnx_model)
+    proto = load_onnx(onnx_model)
     input_names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     modules, skipped, torch_outputs = torch_module_outputs(model, [feed[n] for n in input_names if n in feed])
     values = run_with_intermediates(proto, feed, threads=threads)

@@ -69,12 +69,15 @@ class ErrorStat:
 
     @property
     def message(self) -> str:
-        name = f"q{self.quantile:g}" if self.stat == "quantile" else self.stat
+        """One line: the statistic of the absolute and relative error, and whether it is within atol or rtol."""
+        # quantile is None when the output is empty (nothing to rank)
+        name = f"q{self.quantile:g}" if self.stat == "quantile" and self.quantile is not None else self.stat
         verdict = "within" if self.passed else "exceeds"
         return (f"{name} abs error {self.abs_value:.3g} / rel error {self.rel_value:.3g} {verdict} "
                 f"atol {self.atol:g} or rtol {self.rtol:g}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields and :attr:`message` as a dict."""
         return {**asdict(self), "message": self.message}
 
 

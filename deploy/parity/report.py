@@ -41,6 +41,7 @@ class OutputComparison:
 
     @property
     def passed(self) -> bool:
+        """True when the output meets every criterion of the policy (no failures)."""
         return not self.failures
 
 
@@ -54,6 +55,7 @@ class ParityCase:
 
     @property
     def passed(self) -> bool:
+        """True when every output of the case passes."""
         return all(o.passed for o in self.outputs)
 
 
@@ -72,9 +74,11 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
+        """True when there is at least one case and every case passes."""
         return bool(self.cases) and all(c.passed for c in self.cases)
 
     def to_dict(self) -> dict:
+        """JSON-ready data (non-finite floats as strings), with ``passed`` on the report, every case and output."""
         d = asdict(self)
         d["passed"] = self.passed
         for case, cd in zip(self.cases, d["cases"]):
@@ -105,6 +109,7 @@ class TensorCheck:
 
     @property
     def passed(self) -> bool:
+        """True when the tensor is within the policy (no failures)."""
         return not self.failures
 
 
@@ -140,6 +145,9 @@ class LayerwiseReport:
 
     @property
     def first_divergence(self) -> TensorCheck | None:
+        """The first trusted tensor, in the reference's topological order, outside the policy; None when none is, or
+        when exposing intermediates changed the engine's own outputs (nothing is trusted then).
+        """
         if self.engine_outputs_changed:
             return None
         return next((c for c in self.checks if not c.passed and c.trusted), None)
@@ -169,10 +177,14 @@ class LayerwiseReport:
 
     @property
     def passed(self) -> bool:
+        """True when at least one tensor was compared, none diverges (trusted or not), the final outputs do not differ,
+        and exposing intermediates left the engine's outputs unchanged.
+        """
         return (bool(self.checks) and self.first_divergence is None and self.outputs_agree is not False
                 and not self.engine_outputs_changed and not self.untrusted)  # fmt: skip
 
     def summary(self) -> str:
+        """One line for people: the first divergence and its possible causes, or that the tensors agree."""
         first = self.first_divergence
         n = len(self.checks)
         torch_ref = self.reference_kind == "pytorch"
@@ -220,6 +232,9 @@ class LayerwiseReport:
         return text + distrust
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (non-finite floats as strings), with ``passed`` per check, ``first_divergence``,
+        ``suspects``, ``passed`` and ``summary``.
+        """
         d = asdict(self)
         for check, cd in zip(self.checks, d["checks"]):
             cd["passed"] = check.passed

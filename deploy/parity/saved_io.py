@@ -43,6 +43,10 @@ _ROLE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass
 class IOCase:
+    """One case of a parity run: its ``label``, the inputs (name → array) and each role's outputs (role → output
+    name → array).
+    """
+
     label: str  # e.g. "batch 3"
     inputs: dict[str, np.ndarray]
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # role → output name → array
@@ -50,14 +54,20 @@ class IOCase:
 
 @dataclass
 class SavedIO:
+    """A file read by :func:`load_io`: its JSON header less the cases (``meta``: format, version, model, backends by
+    role, created) and its cases.
+    """
+
     meta: dict[str, Any]
     cases: list[IOCase]
 
     @property
     def roles(self) -> list[str]:
+        """The roles with stored outputs in any case (e.g. "candidate", "reference"), sorted."""
         return sorted({r for c in self.cases for r in c.outputs})
 
     def feeds(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """The cases' inputs as (label, input name → array), as a parity run takes them."""
         return [(c.label, c.inputs) for c in self.cases]
 
 
@@ -81,7 +91,7 @@ def save_io(path: str | Path, cases: Sequence[IOCase], meta: dict[str, Any] | No
         described.append({"label": case.label, "inputs": list(case.inputs),
                           "outputs": {r: list(o) for r, o in case.outputs.items()}})  # fmt: skip
     header = {
-        "format": FORMAT, "version": VERSION, **(meta or {}), "cases": described,
+        **(meta or {}), "format": FORMAT, "version": VERSION, "cases": described,  # meta cannot mislabel the file
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     arrays[_HEADER] = np.array(json.dumps(header))

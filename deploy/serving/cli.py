@@ -193,6 +193,13 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
         for m in server.models:
             m.close()
         raise
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        # From here to the end, SIGINT/SIGTERM ask uvicorn for its graceful shutdown: before uvicorn installs
+        # its own handlers (a signal right after the "serving" line), while they are in place, and when it
+        # re-raises the signal after shutting down. A handler that raised instead could land inside a weakref
+        # callback, where Python ignores it, and the server would run on.
+        previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     bound_host, bound_port = sock.getsockname()[:2]
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     for m in server.models:
@@ -206,28 +213,16 @@ def serve(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 80
         print(f"warning: listening on {host}, reachable from other machines; the server has no authentication",
               file=sys.stderr, flush=True)  # fmt: skip
     print(f"serving KServe v2 on http://{url_host}:{bound_port}/v2 (Ctrl+C stops after requests in flight)", flush=True)
-    if threading.current_thread() is threading.main_thread():
-        # uvicorn re-raises the signal it handled once the graceful shutdown is done; make SIGTERM, like
-        # SIGINT, end in a normal return (exit code 0) instead of the default kill.
-        previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         server.run(sockets=[sock])
-    except (KeyboardInterrupt, _Stop):
+    except KeyboardInterrupt:
         pass
     finally:
         sock.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if server.grpc_error is not None:
         raise server.grpc_error
-
-
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop()
 
 
 def triton_repo(bundles: Sequence[str | Path], out: Path, max_batch: int | None = None, max_delay_us: int | None = 100,

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from attnx.core.errors import UserError
-from attnx.deploy.bundle.manifest import Manifest, check_recorded_parity, load_manifest
+from attnx.deploy.bundle.manifest import Manifest, check_recorded_parity, load_manifest, parity_failed
 from attnx.deploy.serving.bundles import parse_bundle_args
 from attnx.deploy.serving.k8s_schema import validate
 from attnx.deploy.serving.protocol import server_version
@@ -261,8 +261,12 @@ def serving_runtime(image: str, namespace: str | None) -> dict[str, Any]:
 
 def attnx_isvc(name: str, memory: Memory, *, storage_uri: str, namespace: str | None, min_replicas: int,
                max_replicas: int, target: int, max_batch: int, max_delay_ms: float, pool_size: int,
-               threads: int) -> dict[str, Any]:  # fmt: skip
-    """The KServe InferenceService for ``attnx serve`` with this bundle, sized from ``memory`` and the pool."""
+               threads: int, allow_failed_parity: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The KServe InferenceService for ``attnx serve`` with this bundle, sized from ``memory`` and the pool.
+
+    ``allow_failed_parity`` passes ``--allow-failed-parity`` to the server, which otherwise refuses a bundle whose
+    build-time parity check failed (set it only for such a bundle, when the user allowed it).
+    """
     cpu = str(pool_size * threads)
     annotations = {"serving.kserve.io/deploymentMode": "Serverless", "autoscaling.knative.dev/metric": "concurrency",
                    **_scrape(HTTP_PORT)}  # fmt: skip
@@ -272,7 +276,7 @@ def attnx_isvc(name: str, memory: Memory, *, storage_uri: str, namespace: str | 
         "protocolVersion": "v2",
         "storageUri": storage_uri,
         "args": ["--max-batch", str(max_batch), "--max-delay-ms", f"{max_delay_ms:g}", "--pool-size", str(pool_size),
-                 "--threads", str(threads)],
+                 "--threads", str(threads)] + (["--allow-failed-parity"] if allow_failed_parity else []),
         "resources": {
             "requests": {"cpu": cpu, "memory": _mi(memory.process_peak_bytes * 1.25)},
             "limits": {"cpu": cpu, "memory": _mi(memory.process_peak_bytes * 2)},
@@ -390,6 +394,7 @@ def write_manifests(bundles: Sequence[str | Path], out: Path, *, storage_uri: st
                 aname, memory, storage_uri=f"{storage_uri}/bundles/{model_name}", namespace=namespace,
                 min_replicas=min_replicas, max_replicas=max_replicas, target=target, max_batch=max_batch,
                 max_delay_ms=max_delay_ms, pool_size=pool_size, threads=threads,
+                allow_failed_parity=allow_failed_parity and parity_failed(manifest),
             )  # fmt: skip
             runtime_needed = True
         plans.append((model_name, path, manifest, memory, objects))

@@ -12,10 +12,12 @@ Sections:
   timing    CUDA-event medians (triton.testing.do_bench) at deployment sizes; achieved bytes/s against
             the bandwidth bound (bytes that must move / peak, the peak measured in the same run by a
             device-to-device copy); the ratio to torch's op.
-  cuda_mem  deploy/cuda_mem.py on the device: device and pinned buffers, streams, events, H2D/D2H round
-            trips, a CUDA graph, no leak over many loops (cudaMemGetInfo before/after, balanced calls).
-  runtime   deploy/runtime/trt.py's host/device copy path (pinned and pageable, CUDA graphs, run_timed,
-            run_torch, close) with a stand-in for TensorRT whose "engine" is a device-to-device copy:
+  cuda_mem  deploy/backends/tensorrt/cuda_mem.py on the device: device and pinned buffers, streams, events,
+            H2D/D2H round trips, a CUDA graph, no leak over many loops (cudaMemGetInfo before/after, balanced
+            calls).
+  runtime   deploy/backends/tensorrt/runner.py's host/device copy path (pinned and pageable, CUDA graphs,
+            infer_timed, infer_device, deactivate) with the fake TensorRT the tests use
+            (deploy/backends/tensorrt/_fake.py) and a plan whose "engine" is a device-to-device copy:
             TensorRT itself is not installed on the GPU machines, its wheels cannot be fetched there.
 
 ``--dry`` (CI, CPU): kernels in Triton's interpreter at tiny sizes, numerics only (against the NumPy
@@ -42,7 +44,6 @@ import sys
 import tempfile
 import time
 import traceback
-import types
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,16 +84,25 @@ REFERENCES: dict[str, Callable[..., np.ndarray]] = {}
 
 
 class Report:
+    """The check's results as JSON-ready data (``data``): the mode (gpu | dry), the overall ``ok``, the environment,
+    and per section its status (ok | fail | skipped: why) and checks.
+    """
+
     def __init__(self, mode: str) -> None:
         self.data: dict[str, Any] = {"mode": mode, "ok": True, "env": {}, "sections": {}}
 
     def section(self, name: str) -> dict[str, Any]:
+        """Section ``name``'s entry, created with status ok and no checks on first use."""
         return self.data["sections"].setdefault(name, {"status": "ok", "checks": []})
 
     def skip(self, name: str, reason: str) -> None:
+        """Mark section ``name`` skipped for ``reason`` (replacing its entry)."""
         self.data["sections"][name] = {"status": f"skipped: {reason}", "checks": []}
 
     def check(self, name: str, ok: bool, **fields: Any) -> dict[str, Any]:
+        """Append a check (``ok`` and ``fields``) to section ``name`` and return it; a failing one fails the section and
+        the run.
+        """
         sec = self.section(name)
         entry = {"ok": bool(ok), **fields}
         sec["checks"].append(entry)
@@ -102,6 +112,9 @@ class Report:
         return entry
 
     def error(self, name: str, exc: BaseException) -> None:
+        """Record that section ``name`` raised ``exc`` (the traceback's last 3000 characters); fails the section and the
+        run.
+        """
         sec = self.section(name)
         sec["status"] = "fail"
         sec.setdefault("errors", []).append("".join(traceback.format_exception(exc)).strip()[-3000:])
@@ -238,6 +251,10 @@ def _run_case(op: str, case: dict[str, Any], dtype: str, device: str) -> dict[st
 
 
 def section_numerics(report: Report, ops: list[str], dry: bool, device: str) -> None:
+    """Every case of ``ops`` (``dry``: the small shapes only), fp32 and fp16, on ``device`` (cuda | cpu): the kernel's
+    max abs error against the NumPy reference (TOL) and torch's op (TORCH_TOL; nearest mode lets
+    NEAREST_FLIP_FRACTION of the pixels pick the neighbour). A case that raises is a failed check.
+    """
     for op in ops:
         for case, dtype in itertools.product(_cases(op, dry), DTYPES):
             label = {k: (list(v) if isinstance(v, tuple) else v) for k, v in case.items()}
@@ -372,6 +389,10 @@ def _bench_fns(case: dict[str, Any], dev: str = "cuda") -> tuple[Callable[[], An
 
 
 def section_timing(report: Report, ops: list[str]) -> None:
+    """Time each op at deployment sizes on the GPU (median of CUDA events, µs) against the bandwidth bound (bytes that
+    must move / the device-to-device copy rate measured first, bytes/s) and torch's op. The larger cases record
+    whether they meet TARGET_BOUND_RATIO x the bound; only a case that raises fails.
+    """
     peak = _peak_copy_bytes_per_s()
     sec = report.section("timing")
     sec["peak"] = peak
@@ -435,6 +456,7 @@ class CountingCudart:
         return counted
 
     def unbalanced(self) -> dict[str, int]:
+        """Allocating call → its surplus over the matching freeing call (PAIRS), for each pair that does not balance."""
         return {a: self.counts[a] - self.counts[b] for a, b in PAIRS if self.counts[a] != self.counts[b]}
 
 
@@ -528,6 +550,9 @@ def _graph_replay(nbytes: int) -> bool:
 
 @contextlib.contextmanager
 def counting_cudart() -> Iterator[CountingCudart]:
+    """Route :mod:`~attnx.deploy.backends.tensorrt.cuda_mem`'s CUDA calls through a :class:`CountingCudart` (yielded)
+    for the ``with`` block; the previous bindings are restored after it.
+    """
     from attnx.deploy.backends.tensorrt import cuda_mem
 
     counter = CountingCudart(cuda_mem.cudart())
@@ -539,6 +564,10 @@ def counting_cudart() -> Iterator[CountingCudart]:
 
 
 def section_cuda_mem(report: Report, loops: int, nbytes: int) -> None:
+    """:mod:`~attnx.deploy.backends.tensorrt.cuda_mem` on GPU 0: pinned and pageable H2D → D2D → D2H round trips of
+    about ``nbytes`` bytes (H2D / D2H GB/s), a CUDA graph replay, DeviceBuffer growth, then ``loops`` round trips
+    checked for a device memory leak (cudaMemGetInfo, LEAK_TOLERANCE_BYTES) and unbalanced allocate/free calls.
+    """
     from attnx.deploy.backends.tensorrt import cuda_mem
 
     report.section("cuda_mem")["device"] = cuda_mem.device_info(0)
@@ -573,137 +602,48 @@ def section_cuda_mem(report: Report, loops: int, nbytes: int) -> None:
 
 def _deploy(name: str) -> Any:
     # Imported by name: a static import would pull attnx.deploy.bundle.manifest's own imports (exporters, ...) into the
-    # `mypy plugins` run of `make typecheck`; deploy/runtime/trt.py is type-checked there on its own.
+    # `mypy plugins` run of `make typecheck`; deploy/backends/tensorrt/ is type-checked there on its own.
     return importlib.import_module(name)
 
 
-# A stand-in for ``tensorrt``: just enough for deploy/runtime/trt.TrtRuntime, with an "engine" whose
-# output is a device-to-device copy of its input, enqueued on the runtime's stream.
+# TensorRT is not installed on the GPU machines (its wheels cannot be fetched there): the runtime section runs
+# attnx's TensorRT runner against the one TensorRT fake (attnx.deploy.backends.tensorrt._fake, which the tests
+# use too), with a plan whose output is a "copy" of its input: a device-to-device cudaMemcpyAsync enqueued on
+# the runner's stream through the real CUDA runtime, so it runs on the device and is captured in CUDA graphs.
 STAND_IN_VERSION = "10.9.0.0"
-
-
-def _stand_in_tensorrt() -> types.ModuleType:
-    import enum
-
-    from attnx.deploy.backends.tensorrt import cuda_mem
-
-    class Severity(enum.IntEnum):
-        INTERNAL_ERROR = 0
-        ERROR = 1
-        WARNING = 2
-        INFO = 3
-        VERBOSE = 4
-
-    class ILogger:
-        pass
-
-    ILogger.Severity = Severity  # type: ignore[attr-defined]
-
-    class DataType(enum.IntEnum):
-        FLOAT = 0
-        HALF = 1
-
-    class TensorIOMode(enum.IntEnum):
-        NONE = 0
-        INPUT = 1
-        OUTPUT = 2
-
-    class Context:
-        def __init__(self, spec: dict[str, Any]) -> None:
-            self.spec = spec
-            self.shape: tuple[int, ...] = tuple(spec["max"])
-            self.addresses: dict[str, int] = {}
-
-        def set_input_shape(self, name: str, shape: Any) -> bool:
-            shape = tuple(int(d) for d in shape)
-            if len(shape) != len(self.spec["min"]):
-                return False
-            if not all(a <= s <= b for s, a, b in zip(shape, self.spec["min"], self.spec["max"])):
-                return False
-            self.shape = shape
-            return True
-
-        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            return self.shape
-
-        def set_tensor_address(self, name: str, ptr: int) -> bool:
-            self.addresses[name] = int(ptr)
-            return True
-
-        def execute_async_v3(self, stream: int) -> bool:
-            rt = cuda_mem.cudart()
-            nbytes = int(np.prod(self.shape)) * np.dtype(self.spec["np"]).itemsize
-            _copy_d2d(rt, self.addresses["y"], self.addresses["x"], nbytes, rt.cudaStream_t(int(stream)))
-            return True
-
-    class Engine:
-        def __init__(self, spec: dict[str, Any]) -> None:
-            self.spec = spec
-            self.num_io_tensors = 2
-
-        def get_tensor_name(self, i: int) -> str:
-            return ("x", "y")[i]
-
-        def get_tensor_mode(self, name: str) -> TensorIOMode:
-            return TensorIOMode.INPUT if name == "x" else TensorIOMode.OUTPUT
-
-        def get_tensor_dtype(self, name: str) -> DataType:
-            return DataType[self.spec["dtype"]]
-
-        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            return (-1, *self.spec["max"][1:])
-
-        def get_tensor_profile_shape(self, name: str, index: int) -> list[tuple[int, ...]]:
-            return [tuple(self.spec["min"]), tuple(self.spec["min"]), tuple(self.spec["max"])]
-
-        def is_shape_inference_io(self, name: str) -> bool:
-            return False
-
-        def create_execution_context(self) -> Context:
-            return Context(self.spec)
-
-    class Runtime:
-        def __init__(self, logger: Any) -> None:
-            self.logger = logger
-
-        def get_plugin_registry(self) -> Any:
-            raise AssertionError("the stand-in engine needs no plugins")
-
-        def deserialize_cuda_engine(self, data: bytes) -> Engine:
-            spec = json.loads(bytes(data))
-            spec["np"] = {"FLOAT": "float32", "HALF": "float16"}[spec["dtype"]]
-            return Engine(spec)
-
-    m = types.ModuleType("tensorrt")
-    m.__version__ = STAND_IN_VERSION  # type: ignore[attr-defined]
-    m.ILogger = ILogger  # type: ignore[attr-defined]
-    m.DataType = DataType  # type: ignore[attr-defined]
-    m.TensorIOMode = TensorIOMode  # type: ignore[attr-defined]
-    m.Runtime = Runtime  # type: ignore[attr-defined]
-    return m
 
 
 @contextlib.contextmanager
 def stand_in_tensorrt() -> Iterator[None]:
+    """``import tensorrt`` gives the fake (engines running on this process's CUDA runtime) while in use."""
+    from attnx.deploy.backends.tensorrt import _fake, cuda_mem
+
     rt_mod = _deploy("attnx.deploy.backends.tensorrt.util")
-    saved = sys.modules.get("tensorrt")
-    sys.modules["tensorrt"] = _stand_in_tensorrt()
+    names = ("tensorrt", "tensorrt.plugin")
+    saved = {name: sys.modules.get(name) for name in names}
+    trt = _fake.fake_tensorrt(STAND_IN_VERSION, cudart=cuda_mem.cudart())
+    sys.modules.update({"tensorrt": trt, "tensorrt.plugin": trt.plugin})
     rt_mod._LOGGER = None
     try:
         yield
     finally:
         rt_mod._LOGGER = None
-        if saved is None:
-            sys.modules.pop("tensorrt", None)
-        else:
-            sys.modules["tensorrt"] = saved
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 def _stand_in_bundle(folder: Path, dtype: str, shape_max: tuple[int, ...], cc: str) -> Any:
+    from attnx.deploy.backends.tensorrt._fake import plan_bytes
+
     bundle = _deploy("attnx.deploy.bundle.manifest")
     IOSpec, Manifest = bundle.IOSpec, bundle.Manifest  # noqa: N806
-    spec = {"dtype": {"float32": "FLOAT", "float16": "HALF"}[dtype], "min": [1, *shape_max[1:]], "max": list(shape_max)}
-    plan = json.dumps(spec).encode()
+    trt_dtype = {"float32": "FLOAT", "float16": "HALF"}[dtype]
+    x = {"name": "x", "dtype": trt_dtype, "shape": [-1, *shape_max[1:]], "min": [1, *shape_max[1:]],
+         "max": list(shape_max)}  # fmt: skip
+    plan = plan_bytes([x], [{"name": "y", "dtype": trt_dtype, "of": "x", "op": "copy"}])
     (folder / "engine.plan").write_bytes(plan)
     dims: list[Any] = ["batch", *shape_max[1:]]
     return Manifest(
@@ -720,7 +660,12 @@ def _stand_in_bundle(folder: Path, dtype: str, shape_max: tuple[int, ...], cc: s
 
 
 def section_runtime(report: Report, loops: int, torch_cuda: bool) -> None:
+    """The TensorRT runner on GPU 0 with the fake TensorRT (its engine copies x to y): each dtype x pinned/pageable x
+    CUDA graph on/off for ``loops`` calls (y must equal x), then a device memory leak and unbalanced CUDA calls;
+    with ``torch_cuda``, ``infer_device`` on torch CUDA tensors ordered with torch's stream.
+    """
     from attnx.deploy.backends.tensorrt import cuda_mem
+
     trt_runner = _deploy("attnx.deploy.backends.tensorrt.runner")
 
     def open_stand_in(folder: Path, manifest: Any, **options: Any) -> Any:  # the runner, as the bundle layer opens it
@@ -748,7 +693,7 @@ def section_runtime(report: Report, loops: int, torch_cuda: bool) -> None:
                     _, times = runtime.infer_timed({"x": x})
                     info = runtime.info
                 if not warm:
-                    report.check("runtime", bad == 0, check="TrtRuntime.run copies (stand-in engine: y = x)",
+                    report.check("runtime", bad == 0, check="TrtRunner.infer copies (fake engine: y = x)",
                                  dtype=dtype, pinned=pinned, cuda_graph=graph, calls=loops, failures=bad,
                                  times_ms=times, graphs_captured=info["cuda_graphs_captured"])  # fmt: skip
         after = _mem_free(rt)
@@ -769,7 +714,7 @@ def section_runtime(report: Report, loops: int, torch_cuda: bool) -> None:
                     t = torch.randn((1 + i, *shape_max[1:]), device="cuda") * (i + 1)
                     yt = runtime.infer_device({"x": t * 2})["y"]  # ordered after torch's multiply, before its compare
                     ok = ok and bool(torch.equal(yt, t * 2))
-            report.check("runtime", ok, check="TrtRuntime.run_torch orders with torch's stream")
+            report.check("runtime", ok, check="TrtRunner.infer_device orders with torch's stream")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -826,6 +771,9 @@ def _fmt(v: Any, spec: str = ".3g") -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
+    """``data`` (``Report.data``) as a Markdown page: verdict and environment, section statuses, numerics per op and
+    dtype, the timing table, and each cuda_mem / runtime check.
+    """
     env = data["env"]
     lines = [
         f"# attnx GPU check ({data['mode']}): {'PASS' if data['ok'] else 'FAIL'}",
@@ -886,6 +834,9 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def write(out: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``out``/gpu_check.json and its Markdown to ``out``/gpu_check.md, each atomically; if the
+    Markdown cannot be rendered, that page says so and points to the JSON.
+    """
     _atomic_write(out / "gpu_check.json", json.dumps(data, indent=1, default=str) + "\n")
     try:
         text = markdown(data)

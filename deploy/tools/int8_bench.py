@@ -39,11 +39,16 @@ MODES = (("fp16", "ort"), ("int8", "ort"), ("int8", "trt"))
 
 
 def export(name: str, size: int | None, folder: Path, weights: Path | None = None, config: str | None = None) -> Path:
+    """Export zoo model ``name`` (``config``; ``weights`` loaded when given, else seeded) to ``folder``/NAME.onnx.
+
+    Input (1, C, size, size), or the zoo's sample shape when ``size`` is None, with a dynamic batch axis.
+    Returns the ONNX file's path; raises UserError as :func:`attnx.deploy.apis.pipeline.prepare_model` does.
+    """
     from attnx.deploy.apis.pipeline import export_model, full_input_shape, prepare_model
     from attnx.exporters.export import ExportOptions
 
     prepared = prepare_model(name, config=config, weights=weights)
-    shape = full_input_shape(prepared, None) if size is None else (1, prepared.default_shape[0], size, size)  # type: ignore[index]
+    shape = full_input_shape(prepared, None) if size is None else (1, prepared.sample_shape[0], size, size)  # type: ignore[index]
     result, _ = export_model(prepared, folder / f"{name}.onnx", ExportOptions(input_shape=shape, dynamic_batch=True))
     return result.path
 
@@ -179,6 +184,9 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`bench` as a Markdown table: per variant the cosine to FP32 (held-out / seeded), the
+    top-1 disagreement in points, and with timing the FP32 and INT8 latency (ms) and speed-ups.
+    """
     head = (
         "| model | C×H×W | fp16 cos (held-out / seeded) | int8-ort cos | int8-trt cos | top-1 disagreement "
         "fp16 / int8-ort / int8-trt (all held-out samples, points) | fp32 ms | int8-ort ms | speed-up | "
@@ -223,6 +231,9 @@ def targets_markdown(rows: list[dict[str, Any]], targets: tuple[str, ...]) -> st
 
 
 def accuracy_markdown(rows: list[dict[str, Any]]) -> str:
+    """Top-1 accuracy (%) of FP32 and each variant, and the change from FP32 (points), as a Markdown table;
+    rows without an ``accuracy`` entry (no trained weights) are left out.
+    """
     lines = [
         "| model | fp32 top-1 | fp16 | int8 (ORT layout) | int8 (TensorRT layout) | Δ fp16 | Δ int8-ort | Δ int8-trt |",
         "|" + "---|" * 8,

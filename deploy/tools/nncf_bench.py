@@ -55,26 +55,33 @@ def nncf_direct(path: Path, arrays: dict[str, np.ndarray], transformer: bool) ->
 
 def bench_model(name: str, config: str | None, size: int | None, threads: int, runs: int,
                 calibration: dict[str, Any], folder: Path, gates_float: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One benchmark row for zoo model ``name``: export to ``folder``, build the INT8 variants (``VARIANTS``,
+    plus ``attnx-gates-float`` with ``gates_float``), compare each with OpenVINO FP32 on the held-out images
+    (min cosine, top-1 agreement) and, when ``runs`` > 0, time them (p50 ms, ratios to ``nncf-direct``).
+
+    Returns the row as a JSON-ready dict. Needs openvino and nncf (ImportError without them).
+    """
     import onnx
     import openvino
 
     from attnx.calibration.config import CalibrationConfig
     from attnx.calibration.data import load_split
     from attnx.calibration.evaluate import agreement
-    from attnx.calibration.graph import graph_inputs, load_model, name_nodes
+    from attnx.calibration.graph import graph_inputs, name_nodes
     from attnx.calibration.nncf_quant import float_plan
     from attnx.calibration.precision import apply_openvino_int8, apply_precision
+    from attnx.core.onnx_files import load_onnx
     from attnx.deploy.bench.measure import BenchOptions, BenchTarget, measure, paired_ratios, summarize
     from attnx.deploy.tools.int8_bench import export
     from attnx.deploy.tools.selection_report import direct_runner, first_output
 
     path = export(name, size, folder, None, config)
-    model = load_model(path)
+    model = load_onnx(path)
     name_nodes(model)
     cfg = CalibrationConfig.from_dict(calibration)
     calib, held = load_split(graph_inputs(model), cfg)
-    ignored, transformer = float_plan(model, calib.sample_shapes(), cfg)
-    shape = list(calib.sample_shapes().values())[0]
+    ignored, transformer = float_plan(model, calib.input_shapes(), cfg)
+    shape = list(calib.input_shapes().values())[0]
     row: dict[str, Any] = {"model": name, "config": config or "tiny", "input_shape": list(shape),
                            "transformer": transformer, "ignored_nodes": len(ignored), "calibration": calib.description,
                            "held_out": held.description, "variants": {}}  # fmt: skip
@@ -149,6 +156,9 @@ def _count_fq(model: Any) -> int:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`bench_model` as a Markdown table, one line per model and variant (FP32, the reference,
+    first): held-out cosine, top-1 agreement, p50 ms and the ratios to ``nncf-direct``.
+    """
     lines = [
         "| model | variant | held-out cosine vs OpenVINO fp32 | top-1 agreement | p50 ms | × nncf-direct (p50) | "
         "× nncf-direct (paired) |",

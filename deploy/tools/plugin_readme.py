@@ -20,6 +20,7 @@ END = "<!-- END GENERATED -->"
 
 
 def readme_path(spec: OpSpec) -> str:
+    """Path of the README.md in the op's folder of the installed plugins package."""
     return os.path.join(os.path.dirname(attnx.plugins.__file__), spec.folder, "README.md")
 
 

@@ -20,12 +20,18 @@ DEFAULT_EPOCHS = 10
 
 
 def classifiers() -> list[str]:
+    """Names of the zoo models whose task is classification, in registry order."""
     from attnx.exporters.registry import zoo
 
     return [name for name, e in zoo().items() if e.task == "classification"]
 
 
 def train_one(name: str, epochs: int, lr: float, batch_size: int, seed: int = 0) -> tuple[object, dict]:
+    """Train zoo model ``name`` (its default config, 10 classes) on the digits train split: AdamW, one-cycle
+    LR peaking at ``lr``, ``epochs`` passes in ``batch_size`` batches shuffled by ``seed``.
+
+    Returns (the model in eval mode, info: test-split top-1 in %, training seconds, final loss, versions).
+    """
     import numpy as np
     import torch
 
@@ -34,7 +40,7 @@ def train_one(name: str, epochs: int, lr: float, batch_size: int, seed: int = 0)
 
     prepared = prepare_model(name, num_classes=10)
     model = prepared.model
-    shape = prepared.default_shape
+    shape = prepared.sample_shape
     x_train, y_train = digits("train", shape)
     x_test, y_test = digits("test", shape)
     gen = torch.Generator().manual_seed(seed)

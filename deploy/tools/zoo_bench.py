@@ -17,8 +17,9 @@ from rich.console import Console
 
 from attnx.core.errors import UserError
 from attnx.core.files import write_json, write_text
+from attnx.deploy.apis.bench import run_bench
 from attnx.deploy.apis.build import BuildOptions, build_bundle
-from attnx.deploy.bench.measure import BenchOptions, BenchResult, bench_table, markdown_summary, run_bench
+from attnx.deploy.bench.measure import BenchOptions, BenchResult, bench_table, markdown_summary
 from attnx.exporters.registry import zoo
 
 

@@ -69,7 +69,10 @@ class BAMSpatialGate(nn.Module):
 
 
 class BAM(nn.Module):
-    """BAM: F' = F + F · σ(M_c(F) + M_s(F)), the two branch outputs broadcast-summed to C × H × W."""
+    """BAM: F' = F + F · σ(M_c(F) + M_s(F)), the two branch outputs broadcast-summed to C × H × W.
+
+    Park, Woo, Lee, Kweon, BMVC 2018, arXiv:1807.06514.
+    """
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4) -> None:
         super().__init__()
@@ -77,5 +80,6 @@ class BAM(nn.Module):
         self.spatial = BAMSpatialGate(channels, reduction, dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → x + x·σ(M_c(x) + M_s(x)), the same shape and dtype."""
         gate = torch.sigmoid(self.channel(x) + self.spatial(x))  # (N, C, 1, 1) + (N, 1, H, W) → (N, C, H, W)
         return x + x * gate

@@ -32,6 +32,7 @@ class ConvBNSiLU(nn.Module):
         self.act = nn.SiLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, cin, H, W) float → (N, cout, ⌈H/stride⌉, ⌈W/stride⌉) for odd k, same dtype."""
         return self.act(self.bn(self.conv(x)))
 
 
@@ -45,6 +46,7 @@ class C2fBottleneck(nn.Module):
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → cv2(cv1(x)), plus x when ``shortcut``; the same shape and dtype."""
         y = self.cv2(self.cv1(x))
         return x + y if self.shortcut else y
 
@@ -60,6 +62,7 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(C2fBottleneck(self.c, shortcut) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → (N, C_out, H, W), same dtype (eq. above: split, chain, concat, cv2)."""
         y = self.cv1(x)
         pieces = [y[:, : self.c], y[:, self.c :]]  # the chunk(2, 1) of the reference, as fixed slices
         for m in self.m:
@@ -68,7 +71,10 @@ class C2f(nn.Module):
 
 
 class CAC2f(nn.Module):
-    """CA-C2f: coordinate attention on a C2f block's output."""
+    """CA-C2f: coordinate attention on a C2f block's output.
+
+    C2f: Ultralytics YOLOv8 (Jocher et al. 2023, no paper); CA: Hou, Zhou, Feng, CVPR 2021, arXiv:2103.02907.
+    """
 
     def __init__(
         self, in_channels: int, out_channels: int, n: int = 1, shortcut: bool = False, reduction: int = 32
@@ -78,4 +84,5 @@ class CAC2f(nn.Module):
         self.ca = CoordinateAttention(out_channels, reduction=reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → CA(C2f(x)), (N, C_out, H, W), same dtype."""
         return self.ca(self.c2f(x))

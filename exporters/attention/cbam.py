@@ -53,7 +53,10 @@ class CBAMSpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    """CBAM: channel attention then spatial attention, applied sequentially (the paper's best order)."""
+    """CBAM: channel attention then spatial attention, applied sequentially (the paper's best order).
+
+    Woo, Park, Lee, Kweon, ECCV 2018, arXiv:1807.06521.
+    """
 
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
         super().__init__()
@@ -61,5 +64,6 @@ class CBAM(nn.Module):
         self.spatial = CBAMSpatialAttention(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → F'' = M_s(F')·F' with F' = M_c(x)·x; the same shape and dtype."""
         x = x * self.channel(x)  # F'
         return x * self.spatial(x)  # F''

@@ -24,7 +24,10 @@ from torch import nn
 
 
 class CoordinateAttention(nn.Module):
-    """The CA block: directional average pools, shared 1×1 transform, per-direction sigmoid gates."""
+    """The CA block: directional average pools, shared 1×1 transform, per-direction sigmoid gates.
+
+    Hou, Zhou, Feng, CVPR 2021, arXiv:2103.02907.
+    """
 
     def __init__(self, channels: int, reduction: int = 32, min_mid: int = 8) -> None:
         super().__init__()
@@ -36,6 +39,7 @@ class CoordinateAttention(nn.Module):
         self.conv_w = nn.Conv2d(mid, channels, kernel_size=1)  # F_w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → x · g^h · g^w (gates (N, C, H, 1) and (N, C, 1, W)); the same shape and dtype."""
         h = x.shape[2]  # traced as a shape value, so the split point follows H in a dynamic export
         z_h = x.mean(dim=3, keepdim=True)  # (N, C, H, 1)
         z_w = x.mean(dim=2, keepdim=True).transpose(2, 3)  # (N, C, W, 1): columns laid out along dim 2

@@ -39,6 +39,7 @@ class PositionAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))  # α in the paper; zero: attention branch off at init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → α·(D Sᵀ) + x, S the (N, H·W, H·W) softmax pixel affinity; the same shape and dtype."""
         q = self.query(x).flatten(2).transpose(1, 2)  # (N, P, C/8), P = H·W
         k = self.key(x).flatten(2)  # (N, C/8, P)
         attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (N, P, P): row j = weights of pixel j over all i
@@ -55,6 +56,7 @@ class ChannelAttention(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1))  # β in the paper
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → β·(X A) + x, X the (N, C, C) softmax channel affinity; the same shape and dtype."""
         a = x.flatten(2)  # (N, C, P)
         energy = torch.bmm(a, a.transpose(1, 2))  # (N, C, C)
         # The reference code's max − energy: the same softmax up to the sign of the logits, and bounded.
@@ -77,7 +79,7 @@ class DANetHead(nn.Module):
 
     As in the reference ``DANetHead``: each branch is 3×3 conv-BN-ReLU (C → C/4), the attention module,
     3×3 conv-BN-ReLU; the two branch outputs are summed, then dropout and a 1×1 conv to ``num_classes``.
-    x (N, C, H, W) → logits (N, num_classes, H, W), any N, H, W.
+    x (N, C, H, W) → logits (N, num_classes, H, W), any N, H, W. Fu et al., CVPR 2019, arXiv:1809.02983.
     """
 
     def __init__(self, in_channels: int, num_classes: int, inter_channels: int | None = None) -> None:
@@ -92,6 +94,7 @@ class DANetHead(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(inter, num_classes, kernel_size=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → class logits (N, num_classes, H, W), same dtype."""
         sa = self.pam_out(self.pam(self.pam_in(x)))
         sc = self.cam_out(self.cam(self.cam_in(x)))
         return self.classifier(sa + sc)

@@ -36,7 +36,10 @@ def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
 
 
 class ECA(nn.Module):
-    """The ECA module: GAP, k-tap 1-D conv over the channel axis (zero padded), sigmoid gate."""
+    """The ECA module: GAP, k-tap 1-D conv over the channel axis (zero padded), sigmoid gate.
+
+    Wang, Wu, Zhu, Li, Zuo, Hu, CVPR 2020, arXiv:1910.03151.
+    """
 
     def __init__(self, channels: int, k_size: int | None = None, gamma: float = 2.0, b: float = 1.0) -> None:
         super().__init__()
@@ -48,6 +51,7 @@ class ECA(nn.Module):
         self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → x · σ(C1D_k(GAP(x))) per channel; the same shape and dtype."""
         y = x.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C)
         w = torch.sigmoid(self.conv(y))  # (N, 1, C)
         return x * w.squeeze(1)[:, :, None, None]

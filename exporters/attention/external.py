@@ -29,6 +29,8 @@ from attnx.exporters import ops
 class ExternalAttention(nn.Module):
     """EANet's external-attention block. x (N, C, H, W) → (N, C, H, W), any N, H, W.
 
+    Guo, Liu, Mu, Hu 2021, arXiv:2105.02358.
+
     ``memory_slots`` is S. M_k and M_v are bias-free linear layers (as the reference's bias-free Conv1d);
     M_v starts as a copy of M_kᵀ, as the reference initialises it.
     """
@@ -47,6 +49,7 @@ class ExternalAttention(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → ReLU(x + BN(conv(Norm(F M_kᵀ) M_v))), F = conv_in(x) as (N, H·W, C); same shape."""
         f = self.conv_in(x)
         feats = f.flatten(2).transpose(1, 2)  # F: (N, P, d), P = H·W pixels
         attn = ops.double_norm(self.mk(feats), self.eps)  # A = Norm(F M_kᵀ): (N, P, S)
@@ -76,4 +79,5 @@ class EAHead(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(channels, num_classes, kernel_size=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → class logits (N, num_classes, H, W), same dtype."""
         return self.classifier(self.conv_out(self.attention(self.conv_in(x))))

@@ -44,7 +44,7 @@ def fold_patches(
 
 
 class SeparableSelfAttention(nn.Module):
-    """Separable self-attention (MobileViTv2's linear self-attention).
+    """Separable self-attention (MobileViTv2's linear self-attention; Mehta & Rastegari 2022, arXiv:2206.02680).
 
     x: (B, d, P, N) unfolded patches → (B, d, P, N). Each of the P positions attends over its N tokens.
     """
@@ -57,6 +57,7 @@ class SeparableSelfAttention(nn.Module):
         self.out_proj = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)  # W_O
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, d, P, N) float unfolded patches → (ReLU(x W_V) ⊙ c_v) W_O, (B, d, P, N), same dtype."""
         query, key, value = torch.split(self.qkv_proj(x), [1, self.dim, self.dim], dim=1)
         if fused_active():
             # a fused-form ONNX export: c_v = softmax(1 · x W_I) · x W_K is attention of one query (a constant 1,

@@ -38,11 +38,15 @@ class SEWeight(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → the weight σ(W₁ δ(W₀ GAP(x))), (N, C, 1, 1), same dtype."""
         return torch.sigmoid(self.fc2(self.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
 
 
 class PyramidSplitAttention(nn.Module):
-    """The PSA module: multi-scale group convs, a shared SE weight per branch, softmax across branches."""
+    """The PSA module: multi-scale group convs, a shared SE weight per branch, softmax across branches.
+
+    Zhang, Zu, Lu, Zou, Meng 2021 (EPSANet), arXiv:2105.14447.
+    """
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class PyramidSplitAttention(nn.Module):
         self.se = SEWeight(split, reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → Cat[F_i ⊙ att_i], (N, C_out, ⌈H/s⌉, ⌈W/s⌉) for stride s, same dtype."""
         feats = [conv(x) for conv in self.convs]  # F_i: (N, C', H', W') each
         z = torch.stack([self.se(f) for f in feats], dim=1)  # (N, S, C', 1, 1)
         att = torch.softmax(z, dim=1)  # across branches, per channel

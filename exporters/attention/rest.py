@@ -40,6 +40,8 @@ def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 class EfficientMultiHeadSelfAttention(nn.Module):
     """EMSA: multi-head self-attention with spatially reduced keys/values and head interaction.
 
+    Zhang & Yang, NeurIPS 2021 (ResT), arXiv:2105.13677.
+
     forward(x, h, w): x (B, N, C) tokens of an h×w map (N = h·w, row-major) → (B, N, C).
     Keys/values come from a ⌈h/s⌉×⌈w/s⌉ map (s even), so the attention map is (B, heads, N, ⌈h/s⌉·⌈w/s⌉).
     """
@@ -86,6 +88,7 @@ class EfficientMultiHeadSelfAttention(nn.Module):
                 self.transform_conv.bias.zero_()  # a per-head constant; softmax ignores it anyway
 
     def forward(self, x: torch.Tensor, h: int | torch.Tensor, w: int | torch.Tensor) -> torch.Tensor:
+        """x (B, N, C) float tokens of an h×w map (N = h·w; h, w ints or traced sizes) → (B, N, C), same dtype."""
         b, n, c = x.shape
         q = self.q(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, d)
         if self.sr_ratio > 1:
@@ -115,4 +118,5 @@ class PixelAttention(nn.Module):
         self.pa_conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) float → x ⊙ σ(DWConv₃ₓ₃(x)), the same shape and dtype."""
         return x * torch.sigmoid(self.pa_conv(x))

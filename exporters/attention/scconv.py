@@ -48,6 +48,7 @@ class SelfCalibration(nn.Module):
         self.k4 = _conv3x3_bn(channels, channels, stride=stride, relu=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """X₁ (N, C, H, W) float → Y₁ = K₄(K₃(X₁) · σ(X₁ + X₁')), (N, C, ⌈H/s⌉, ⌈W/s⌉) for stride s, same dtype."""
         # The target size comes from x's shape, so a dynamic-H/W export resizes to the actual input.
         up = F.interpolate(self.k2(self.pool(x)), size=x.shape[-2:], mode="nearest")  # X₁'
         calibrated = self.k3(x) * torch.sigmoid(x + up)  # Y₁'
@@ -56,6 +57,8 @@ class SelfCalibration(nn.Module):
 
 class SCConv(nn.Module):
     """A self-calibrated convolution: half the channels through K₁, half through the self-calibration.
+
+    Liu, Hou, Cheng, Wang, Feng, CVPR 2020 (SCNet).
 
     In SCNet it replaces the 3×3 conv (with its BN and ReLU) of each ResNet bottleneck; the two halves
     are the outputs of the bottleneck's two 1×1 convs (here one 1×1 conv whose output is split, which
@@ -75,5 +78,6 @@ class SCConv(nn.Module):
         self.half = half
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → [K₁(first C/2 channels), self-calibration(last C/2)], (N, C, ⌈H/s⌉, ⌈W/s⌉)."""
         x_plain, x_cal = x[:, : self.half], x[:, self.half :]  # (X₂, X₁): conv1_a then conv1_b in the code
         return torch.cat([self.k1(x_plain), self.calibration(x_cal)], dim=1)

@@ -21,7 +21,10 @@ from torch import nn
 
 
 class SqueezeExcitation(nn.Module):
-    """The SE block: global average pool, bottleneck MLP (C → C/r → C), sigmoid gate per channel."""
+    """The SE block: global average pool, bottleneck MLP (C → C/r → C), sigmoid gate per channel.
+
+    Squeeze-and-Excitation, Hu et al. 2018, arXiv:1709.01507.
+    """
 
     def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 1) -> None:
         super().__init__()
@@ -31,6 +34,7 @@ class SqueezeExcitation(nn.Module):
         self.fc2 = nn.Linear(hidden, channels)  # W₂
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → x · σ(W₂ δ(W₁ GAP(x))) per channel; the same shape and dtype."""
         z = x.mean(dim=(2, 3))  # squeeze: (N, C)
         s = torch.sigmoid(self.fc2(self.relu(self.fc1(z))))  # excitation: (N, C)
         return x * s[:, :, None, None]  # scale: broadcast over H, W

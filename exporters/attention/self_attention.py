@@ -54,6 +54,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)  # W^O
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, N, C) float tokens → MultiHead(x), (B, N, C), same dtype."""
         b, n, c = x.shape
         # (B, N, 3C) → (3, B, heads, N, d_k); sizes from x.shape so batch and token count stay dynamic.
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)

@@ -27,6 +27,8 @@ from attnx.exporters import ops
 class SpatialTransformer(nn.Module):
     """Localisation net + affine grid generator + bilinear sampler.
 
+    Jaderberg, Simonyan, Zisserman, Kavukcuoglu, NeurIPS 2015, arXiv:1506.02025.
+
     Input  x: (N, C, H, W), any N and any H, W ≥ 4 (two 2×2 max-pools in the localisation net).
     Output  : (N, C, H', W') with (H', W') = ``out_hw`` or (H, W) when ``out_hw`` is None.
 
@@ -72,4 +74,5 @@ class SpatialTransformer(nn.Module):
         return self.fc_loc(feats).reshape(-1, 2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → x sampled bilinearly (zeros outside) on θ(x)'s grid: (N, C, H', W'), same dtype."""
         return ops.affine_grid_sample(x, self.theta(x), self.out_hw, align_corners=self.align_corners)

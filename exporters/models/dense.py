@@ -41,6 +41,7 @@ class STNClassifier(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(w3, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float, H, W ≥ 4 → logits (N, num_classes), same dtype."""
         feats = self.features(self.stn(x)).mean(dim=(2, 3))  # global pooling keeps any input size valid
         return self.classifier(feats)
 
@@ -65,6 +66,7 @@ class DilatedBackbone(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → features (N, widths[3], ⌈H/8⌉, ⌈W/8⌉), same dtype."""
         return self.layers(x)
 
 
@@ -77,6 +79,7 @@ class SegmentationNet(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) float → the head's logits (N, K, h, w) bilinearly resized to (N, K, H, W), same dtype."""
         logits = self.head(self.backbone(x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 

@@ -69,6 +69,10 @@ class CAC2fDetector(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(c, out, 1) for c in (w2, w3, w4))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (N, 3, H, W) float, H and W multiples of 32 → three maps (N, 4 + num_classes, H/s, W/s), s = 8, 16, 32.
+
+        Raises UserError (eager mode only; an export cannot check) when H or W is not a multiple of 32.
+        """
         if _eager() and (x.shape[-2] % HW_MULTIPLE or x.shape[-1] % HW_MULTIPLE):
             raise UserError(
                 f"ca_c2f_neck input height and width must be multiples of {HW_MULTIPLE}, "

@@ -76,6 +76,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → ReLU(attn(branch(x)) + shortcut(x)), (N, planes, ⌈H/s⌉, ⌈W/s⌉), same dtype."""
         identity = x if self.downsample is None else self.downsample(x)
         y = self.attn(self.bn2(self.conv2(self.conv1(x))))
         return self.relu(y + identity)
@@ -108,6 +109,7 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → ReLU(attn(branch(x)) + shortcut(x)), (N, 4·planes, ⌈H/s⌉, ⌈W/s⌉), same dtype."""
         identity = x if self.downsample is None else self.downsample(x)
         y = self.conv2(self.relu(self.bn1(self.conv1(x))))
         y = self.attn(self.bn3(self.conv3(y)))  # e.g. SE: on the residual branch, before the add
@@ -119,6 +121,8 @@ _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, 
 
 class ResNet(nn.Module):
     """A ResNet classifier with pluggable attention. x (N, 3, H, W) → logits (N, num_classes), any H, W.
+
+    He, Zhang, Ren, Sun, CVPR 2016, arXiv:1512.03385.
 
     ``stem="imagenet"`` is the 7×7/2 conv + 3×3/2 max-pool stem (total stride 32), ``"small"`` a 3×3/2
     conv (total stride 16) for small inputs.
@@ -186,9 +190,14 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → the last stage's map (N, num_features, H', W'), before pooling.
+
+        H' = ⌈H/32⌉ with the 'imagenet' stem and four stages, ⌈H/16⌉ with the 'small' stem (W' alike).
+        """
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) float → logits (N, num_classes): features, global average pool, linear."""
         return self.fc(self.forward_features(x).mean(dim=(2, 3)))  # global average pool, classifier
 
 

@@ -50,6 +50,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., dim) float, e.g. (B, N, C) tokens → the same shape and dtype."""
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -60,6 +61,10 @@ class Mlp(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class ViTConfig:
+    """ViT hyper-parameters: a square ``img_size`` input cut into ``patch_size`` patches, ``depth`` blocks
+    of width ``dim`` with ``num_heads`` heads and an MLP ``mlp_ratio``·dim wide, ``num_classes`` logits.
+    """
+
     img_size: int
     patch_size: int
     dim: int
@@ -89,6 +94,7 @@ class ViTBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, N, C) float tokens → (B, N, C), same dtype."""
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -97,7 +103,8 @@ class VisionTransformer(nn.Module):
     """ViT classifier: patch-embedding conv, class token, learned position embedding, pre-norm blocks.
 
     x: (B, C, img_size, img_size) → logits (B, num_classes). The learned position embedding has one
-    entry per patch, so the input size is fixed.
+    entry per patch, so the input size is fixed. Dosovitskiy et al., ICLR 2021, arXiv:2010.11929
+    (the vit_s16 config is DeiT-S: Touvron et al. 2021, arXiv:2012.12877).
     """
 
     def __init__(self, cfg: ViTConfig) -> None:
@@ -119,6 +126,10 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_chans, img_size, img_size) float → logits (B, num_classes), read from the class token.
+
+        Raises UserError (eager mode only) for any other input size.
+        """
         if _eager() and tuple(x.shape[-2:]) != (self.img_size, self.img_size):
             raise UserError(
                 f"ViT input must be {self.img_size}×{self.img_size} (learned position embedding), "
@@ -162,6 +173,10 @@ def build_vit(config: str = "tiny", num_classes: int | None = None, **kwargs: An
 
 @dataclasses.dataclass(frozen=True)
 class ResTConfig:
+    """ResT hyper-parameters, one entry per stage (four): width, heads, blocks, key/value reduction s
+    (``sr_ratios``); ``apply_transform`` turns on EMSA's head interaction and instance norm (heads > 1).
+    """
+
     embed_dims: tuple[int, int, int, int]
     num_heads: tuple[int, int, int, int]
     depths: tuple[int, int, int, int]
@@ -205,6 +220,7 @@ class ResTBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, h: int | torch.Tensor, w: int | torch.Tensor) -> torch.Tensor:
+        """x (B, N, C) float tokens of an h×w map (N = h·w, row-major) → (B, N, C), same dtype."""
         x = x + self.attn(self.norm1(x), h, w)
         return x + self.mlp(self.norm2(x))
 
@@ -227,6 +243,7 @@ class ResTStem(nn.Module):
         self.pos = PixelAttention(out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_ch, H, W) float → (B, out_ch, ⌈H/4⌉, ⌈W/4⌉), same dtype."""
         return self.pos(self.body(x))
 
 
@@ -240,6 +257,7 @@ class ResTPatchEmbed(nn.Module):
         self.pos = PixelAttention(out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_ch, H, W) float → (B, out_ch, ⌈H/2⌉, ⌈W/2⌉), same dtype."""
         return self.pos(self.norm(self.conv(x)))
 
 
@@ -247,6 +265,7 @@ class ResT(nn.Module):
     """ResT classifier: stem, 4 stages of EMSA blocks (PA patch embedding between stages), LN, mean, linear.
 
     x: (B, C, H, W), any H, W (every downsampling rounds up) → logits (B, num_classes).
+    Zhang & Yang, NeurIPS 2021, arXiv:2105.13677.
     """
 
     def __init__(self, cfg: ResTConfig) -> None:
@@ -266,6 +285,7 @@ class ResT(nn.Module):
         self.head = nn.Linear(dims[3], cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_chans, H, W) float, any H, W → logits (B, num_classes), same dtype."""
         for i, (down, stage) in enumerate(zip(self.downsample, self.stages)):
             x = down(x)
             b, c, h, w = x.shape  # the stage's map size, from the tensor: dynamic in the export
@@ -309,6 +329,10 @@ def build_rest(config: str = "tiny", num_classes: int | None = None, **kwargs: A
 
 @dataclasses.dataclass(frozen=True)
 class MobileViTv2Stage:
+    """One stage: ``mv2_blocks`` inverted residuals to ``out_ch`` (the first with ``stride``), then, when
+    ``attn_blocks`` > 0, a MobileViTv2 block of width ``attn_dim`` and that many layers on ``patch``² patches.
+    """
+
     out_ch: int
     stride: int  # of the stage's first inverted residual
     mv2_blocks: int
@@ -319,6 +343,10 @@ class MobileViTv2Stage:
 
 @dataclasses.dataclass(frozen=True)
 class MobileViTv2Config:
+    """MobileViTv2 hyper-parameters: stem width, stages, class count, the inverted residuals' expansion
+    ratio and the attention FFN's width multiplier.
+    """
+
     stem_ch: int
     stages: tuple[MobileViTv2Stage, ...]
     num_classes: int
@@ -381,7 +409,10 @@ def _conv_bn(in_ch: int, out_ch: int, k: int, stride: int = 1, groups: int = 1, 
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1×1 expand → 3×3 depth-wise (stride) → 1×1 project, residual when shapes match."""
+    """MobileNetV2 block: 1×1 expand → 3×3 depth-wise (stride) → 1×1 project, residual when shapes match.
+
+    Sandler, Howard, Zhu, Zhmoginov, Chen, CVPR 2018, arXiv:1801.04381.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: float) -> None:
         super().__init__()
@@ -394,6 +425,7 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_ch, H, W) float → (B, out_ch, ⌈H/s⌉, ⌈W/s⌉) for stride s, plus x when the shapes match."""
         return x + self.block(x) if self.use_residual else self.block(x)
 
 
@@ -407,6 +439,7 @@ class GroupNorm1(nn.GroupNorm):
         super().__init__(1, num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, ...) float → normalised over all but the batch axis, per-channel affine; same shape, dtype."""
         return torch.group_norm(x, 1, self.weight, self.bias, self.eps, False)
 
 
@@ -424,6 +457,7 @@ class LinearAttnFFN(nn.Module):
         self.ffn = nn.Sequential(nn.Conv2d(dim, ffn_dim, 1), nn.SiLU(), nn.Conv2d(ffn_dim, dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, d, P, N) float unfolded patches → (B, d, P, N), same dtype."""
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
 
@@ -447,6 +481,7 @@ class MobileViTv2Block(nn.Module):
         self.conv_proj = _conv_bn(attn_dim, in_ch, 1, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) float, H and W multiples of the patch size → (B, C, H, W), same dtype."""
         x = self.local_rep(x)
         h, w = x.shape[-2], x.shape[-1]
         x = self.global_rep(unfold_patches(x, self.patch, self.patch))
@@ -458,6 +493,7 @@ class MobileViTv2(nn.Module):
 
     x: (B, C, H, W) → logits (B, num_classes); H and W must be multiples of ``hw_multiple`` (the total
     stride in front of the deepest attention block times its patch size), so that patches tile the maps.
+    Mehta & Rastegari 2022, arXiv:2206.02680.
     """
 
     def __init__(self, cfg: MobileViTv2Config) -> None:
@@ -477,6 +513,10 @@ class MobileViTv2(nn.Module):
         self.head = nn.Linear(in_ch, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_chans, H, W) float → logits (B, num_classes).
+
+        Raises UserError (eager mode only) when H or W is not a multiple of ``hw_multiple``.
+        """
         if _eager() and (x.shape[-2] % self.hw_multiple or x.shape[-1] % self.hw_multiple):
             raise UserError(
                 f"MobileViTv2 input height and width must be multiples of {self.hw_multiple}, "

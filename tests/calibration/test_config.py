@@ -27,7 +27,7 @@ def test_values_are_parsed_from_cli_style_strings():
         {"count": "16", "input_shape": "1x3x32x48", "crop": "32x48", "mean": "0.5,0.5,0.5", "cache": "no",
          "exclude": "a,b", "sensitivity": {"min_cosine": 0.995}, "method": "ENTROPY"}
     )  # fmt: skip
-    assert cfg.count == 16 and cfg.input_shape == (3, 32, 48) and cfg.crop == (32, 48)
+    assert cfg.count == 16 and cfg.sample_shape == (3, 32, 48) and cfg.crop == (32, 48)
     assert cfg.mean == (0.5, 0.5, 0.5) and cfg.cache is False and cfg.exclude == ("a", "b")
     assert cfg.sensitivity == Budget(min_cosine=0.995) and cfg.method == "entropy"
     assert CalibrationConfig.from_dict({"sensitivity": True}).sensitivity == Budget()

@@ -32,7 +32,7 @@ def _prepare(path, count: int = 16, eval_count: int = 8):
     name_nodes(model)
     cfg = CalibrationConfig.from_dict({"count": count, "eval_count": eval_count, "source": "digits"})
     calib, held = load_split(graph_inputs(model), cfg)
-    ignored, transformer = float_plan(model, calib.sample_shapes(), cfg)
+    ignored, transformer = float_plan(model, calib.input_shapes(), cfg)
     return model, calib, held, ignored, transformer
 
 

@@ -1,8 +1,9 @@
 """AOT compilation (sm_80, sm_90, no GPU) and the TensorRT plugin definitions, on the CPU.
 
 Both run in a subprocess without TRITON_INTERPRET (this test process interprets kernels; Triton
-cannot do both in one process). The plugin definitions run against fake_tensorrt.py, which checks
-what tensorrt.plugin checks at registration and hands the AOT functions shape expressions.
+cannot do both in one process). The plugin definitions run against the fake ``tensorrt.plugin`` of
+tests/fakes/tensorrt.py, which checks what tensorrt.plugin checks at registration and hands the AOT
+functions shape expressions.
 """
 
 from __future__ import annotations

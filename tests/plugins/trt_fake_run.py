@@ -1,4 +1,5 @@
-"""Exercise plugins/<op>/trt.py against fake_tensorrt (run as a subprocess by test_trt_plugins.py).
+"""Exercise plugins/<op>/trt.py against the fake ``tensorrt.plugin`` of tests/fakes/tensorrt.py (run as a
+subprocess by test_trt_plugins.py).
 
 Needs compiled-mode Triton (no TRITON_INTERPRET). Prints one JSON object with what it observed.
 """
@@ -13,9 +14,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.plugins import fake_tensorrt as ft  # noqa: E402
+from tests.fakes import tensorrt as ft  # noqa: E402
 
-ft.install()
+trt = ft.install()
 
 from attnx.plugins.spec import SpecError  # noqa: E402
 from attnx.plugins.trt import register_plugins  # noqa: E402
@@ -24,7 +25,7 @@ out: dict[str, object] = {"ids": register_plugins(), "ids_again": register_plugi
 F, H = ft.DataType.FLOAT, ft.DataType.HALF
 
 
-def desc(dims: tuple, dtype: str = F, max_dims: tuple | None = None) -> ft.TensorDesc:
+def desc(dims: tuple, dtype: ft.DataType = F, max_dims: tuple | None = None) -> ft.TensorDesc:
     return ft.TensorDesc(dims, dtype, max_dims)
 
 
@@ -59,14 +60,14 @@ CASES = {
 }
 
 for pid, (inputs, attrs, bad_inputs, bad_attrs) in CASES.items():
-    d = ft.REGISTRY[pid]
+    d = trt.plugin.REGISTRY[pid]
     res = d["desc"](*inputs, **attrs)
     fake = d["desc"](*[desc((None,) * len(i.shape_expr)) for i in inputs], **attrs)  # dtype phase: fake dims
     half = d["desc"](*[desc(tuple(e.value for e in i.shape_expr), H) for i in inputs], **attrs)
     r: dict[str, object] = {
         "out_shape": [e.value for e in res.shape_expr],
         "fake_rank": len(fake.shape_expr),
-        "half_dtype": half.dtype,
+        "half_dtype": half.dtype.name,
         "rank_error": error(d["desc"], *bad_inputs, **attrs),
         "attr_error": error(d["desc"], *inputs, **bad_attrs),
         "autotune": d["autotune"](*inputs, outputs=(res,))[0].io_types,

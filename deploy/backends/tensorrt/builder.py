@@ -81,13 +81,16 @@ class ProfiledInput(Protocol):
     dynamic one) and, for dynamic inputs, the optimisation profile {"min", "opt", "max"} → shapes."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The input's name in the ONNX graph."""
 
     @property
-    def shape(self) -> Sequence[int | str | None]: ...
+    def shape(self) -> Sequence[int | str | None]:
+        """Its dimensions: an ``int`` per fixed axis, a ``str`` or None per dynamic one."""
 
     @property
-    def profile(self) -> Mapping[str, Sequence[int]] | None: ...
+    def profile(self) -> Mapping[str, Sequence[int]] | None:
+        """Dynamic inputs: {"min", "opt", "max"} → a shape (an ``int`` per axis); None for a static input."""
 
 
 @dataclass(frozen=True)
@@ -353,9 +356,7 @@ def _env(name: str, value: str | None) -> Iterator[None]:
         os.environ.pop(name, None)
 
 
-def _onnx_for_parser(
-    source: Path | onnx.ModelProto, version: tuple[int, ...]
-) -> tuple[bytes, list[str], list[str]]:
+def _onnx_for_parser(source: Path | onnx.ModelProto, version: tuple[int, ...]) -> tuple[bytes, list[str], list[str]]:
     """The model's bytes for the parser (attnx nodes in plugin form), its attnx ops and plugin ids."""
     import onnx
 

@@ -87,6 +87,7 @@ def decode_version(v: int) -> str:
 
 
 def set_device(device: int) -> None:
+    """Make GPU ``device`` (an index) current for this host thread (``cudaSetDevice``); raises :class:`CudaError`."""
     check(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
 
 
@@ -176,15 +177,23 @@ class Stream:
 
     @property
     def handle(self) -> int:
+        """The stream's ``cudaStream_t`` as an integer, as TensorRT's ``execute_async_v3`` takes it."""
         return int(self.obj)
 
     def synchronize(self) -> None:
+        """Block the host until all work queued on the stream has finished (``cudaStreamSynchronize``); raises
+        :class:`CudaError`, also for an earlier asynchronous failure on the stream.
+        """
         check(cudart().cudaStreamSynchronize(self.obj), "cudaStreamSynchronize")
 
     def wait(self, event: Event) -> None:
+        """Make work queued on this stream from now on wait until ``event`` (its latest record) completes, without
+        blocking the host (``cudaStreamWaitEvent``, flags 0); raises :class:`CudaError`.
+        """
         check(cudart().cudaStreamWaitEvent(self.obj, event.obj, 0), "cudaStreamWaitEvent")
 
     def destroy(self) -> None:
+        """Release the stream (``cudaStreamDestroy``); a second call does nothing."""
         if self.obj is not None:
             obj, self.obj = self.obj, None
             check(cudart().cudaStreamDestroy(obj), "cudaStreamDestroy")
@@ -197,10 +206,16 @@ class Event:
         self.obj: Any = check(cudart().cudaEventCreate(), "cudaEventCreate")
 
     def record(self, stream: Stream | int) -> None:
+        """Record the event on ``stream``, a :class:`Stream` or a raw ``cudaStream_t`` (an int; 0: the legacy default
+        stream), after the work queued there so far (``cudaEventRecord``); raises :class:`CudaError`.
+        """
         s = stream.obj if isinstance(stream, Stream) else stream
         check(cudart().cudaEventRecord(self.obj, s), "cudaEventRecord")
 
     def synchronize(self) -> None:
+        """Block the host until the work before the event's latest record has finished (``cudaEventSynchronize``);
+        raises :class:`CudaError`.
+        """
         check(cudart().cudaEventSynchronize(self.obj), "cudaEventSynchronize")
 
     def elapsed_ms(self, end: Event) -> float:
@@ -208,18 +223,28 @@ class Event:
         return float(check(cudart().cudaEventElapsedTime(self.obj, end.obj), "cudaEventElapsedTime"))
 
     def destroy(self) -> None:
+        """Release the event (``cudaEventDestroy``); a second call does nothing."""
         if self.obj is not None:
             obj, self.obj = self.obj, None
             check(cudart().cudaEventDestroy(obj), "cudaEventDestroy")
 
 
 def copy_htod_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
+    """Enqueue a copy of ``nbytes`` bytes from host address ``src`` to device address ``dst`` on ``stream``
+    (``cudaMemcpyAsync``, ``cudaMemcpyHostToDevice``); raises :class:`CudaError`. Asynchronous from pinned memory,
+    which must then stay unchanged until the stream reaches the copy; from pageable memory the call returns once
+    the data is staged.
+    """
     rt = cudart()
     kind = rt.cudaMemcpyKind.cudaMemcpyHostToDevice
     check(rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream.obj), "cudaMemcpyAsync(host→device)")
 
 
 def copy_dtoh_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
+    """Enqueue a copy of ``nbytes`` bytes from device address ``src`` to host address ``dst`` on ``stream``
+    (``cudaMemcpyAsync``, ``cudaMemcpyDeviceToHost``); raises :class:`CudaError`. A pinned ``dst`` holds the data
+    once the stream is synchronised; to pageable memory the call returns only when the copy has completed.
+    """
     rt = cudart()
     kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
     check(rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream.obj), "cudaMemcpyAsync(device→host)")
@@ -237,11 +262,17 @@ class CudaGraph:
         self.exec: Any = None
 
     def begin(self, stream: Stream) -> None:
+        """Start capturing ``stream`` (``cudaStreamBeginCapture``, ``cudaStreamCaptureModeThreadLocal``): work queued on
+        it is recorded, not run, until :meth:`end`. Raises :class:`CudaError`.
+        """
         rt = cudart()
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         check(rt.cudaStreamBeginCapture(stream.obj, mode), "cudaStreamBeginCapture")
 
     def end(self, stream: Stream) -> bool:
+        """Stop the capture (``cudaStreamEndCapture``) and instantiate the graph (``cudaGraphInstantiate``, flags 0).
+        True when both succeed; False, keeping no graph, when either fails (the CUDA error is not raised).
+        """
         rt = cudart()
         res = rt.cudaStreamEndCapture(stream.obj)
         if int(res[0]) != 0 or res[1] is None:
@@ -255,9 +286,15 @@ class CudaGraph:
         return True
 
     def launch(self, stream: Stream) -> None:
+        """Enqueue the captured work on ``stream`` (``cudaGraphLaunch``); call after :meth:`end` returned True.
+        Raises :class:`CudaError`.
+        """
         check(cudart().cudaGraphLaunch(self.exec, stream.obj), "cudaGraphLaunch")
 
     def destroy(self) -> None:
+        """Release the executable graph and the graph (``cudaGraphExecDestroy``, ``cudaGraphDestroy``); a second call
+        does nothing.
+        """
         rt = cudart()
         if self.exec is not None:
             ex, self.exec = self.exec, None

@@ -617,8 +617,8 @@ class TrtRunner(Runner):
             t = feed[io.name]
             if not t.is_cuda or (t.device.index or 0) != self.device_index:
                 raise UserError(
-                    f"input '{io.name}' is on {t.device}; run_torch takes tensors on cuda:{self.device_index} "
-                    "(use run() for host arrays)"
+                    f"input '{io.name}' is on {t.device}; infer_device takes tensors on cuda:{self.device_index} "
+                    "(use infer() for host arrays)"
                 )
             want = torch.from_numpy(np.empty(0, io.dtype)).dtype
             if t.dtype != want:
@@ -755,13 +755,6 @@ class TrtRunner(Runner):
         slot.events.clear()
         slot.ctx = None
         slot.stream.destroy()
-
-    # The names of the bundle layer's runtime protocol (``attnx.deploy.bundle.runtime.Runtime``) and of the
-    # benchmark's timing hook, until those call the runner interface.
-    run = infer
-    run_timed = infer_timed
-    run_torch = infer_device
-    close = deactivate
 
 
 def _nbytes(shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:

@@ -158,5 +158,3 @@ def trusted_native_code() -> tuple[set[Path], bool]:
     environment. Files are data: a bundle's manifest may say which libraries it needs, never load them."""
     libs = {Path(p).expanduser().resolve() for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p.strip()}
     return libs, os.environ.get(ENV_HOST_CODE, "").strip().lower() in ("1", "true", "yes", "on")
-
-

@@ -14,7 +14,7 @@ from attnx.deploy.cli.console import console
 def accuracy(
     bundles: list[Path] = typer.Argument(..., help="classifier bundle folders"),
     dataset: str = typer.Option("digits", "--dataset", help="real test images: digits (scikit-learn)"),
-    json_out: Path = typer.Option(None, "--json", help="write the results as JSON"),
+    json_out: Path = opt.json_out("the results"),
     allow_failed_parity: bool = opt.ALLOW_FAILED_PARITY,
 ) -> None:
     """Top-1 accuracy of classifier bundles on real images (scikit-learn's digits test split)."""

@@ -14,26 +14,27 @@ from attnx.deploy.cli.console import console, err_console, escape_markup
 
 def bench(
     bundles: list[Path] = typer.Argument(None, help="bundle folders to time side by side"),
-    model: str = typer.Option(None, "--model", help="the PyTorch reference (default: the bundles' model)"),
+    model: str = opt.reference_model("the bundles' model; without bundles, PyTorch is timed alone"),
     config: str = opt.MODEL_CONFIG,
     weights: Path = opt.WEIGHTS,
-    batch: str = typer.Option("1", "--batch", help="batch-size sweep, e.g. 1,4,8"),
+    batch: str = opt.batches("1", "each one timed (a sweep, e.g. 1,4,8)"),
     threads: int = opt.threads(1, "1 by default, for stable timings; 0: the library's default (all cores)"),
     warmup: int = typer.Option(10, "--warmup", help="warm-up iterations per target and batch"),
-    iterations: int = typer.Option(100, "--iterations", help="timed iterations per target and batch"),
+    iterations: int = opt.iterations(100),
     duration: float = typer.Option(None, "--duration", help="time each configuration for this many seconds"),
     no_torch: bool = typer.Option(False, "--no-torch", help="leave PyTorch eager out"),
     cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="TensorRT: replay CUDA graphs"),
     peak_gflops: float = typer.Option(None, "--peak-gflops", help="override the device's peak for the roofline"),
     input_shape: str = opt.INPUT_SHAPE,
-    json_out: Path = typer.Option(None, "--json", help="write the results as JSON"),
-    markdown: Path = typer.Option(None, "--markdown", help="write a Markdown summary"),
+    json_out: Path = opt.json_out("the results"),
+    markdown: Path = typer.Option(None, "--markdown", help="also write a Markdown summary to this file"),
     plot: Path = typer.Option(None, "--plot", help="write a PNG: latency distributions and speed-ups"),
     allow_failed_parity: bool = opt.ALLOW_FAILED_PARITY,
 ) -> None:
     """Time PyTorch eager and bundles side by side, interleaved, with percentiles and roofline context."""
     # the benchmark imports numpy (torch, runtimes once it runs): loaded when the command runs
-    from attnx.deploy.bench.measure import BenchOptions, bench_table, markdown_summary, run_bench
+    from attnx.deploy.apis.bench import run_bench
+    from attnx.deploy.bench.measure import BenchOptions, bench_table, markdown_summary
 
     if not bundles and not model:
         raise UserError("give bundle folders to time (attnx build makes them), or --model for PyTorch alone")

@@ -13,7 +13,7 @@ from attnx.deploy.cli.console import console, err_console
 
 def build(
     model_or_onnx: str = typer.Argument(..., help="a model spec or an .onnx file (fp32)"),
-    output: Path = typer.Option(..., "-o", "--output", help="the bundle folder to write"),
+    output: Path = opt.output("the bundle folder to write"),
     backend: str = opt.BACKEND,
     precision: str = opt.precision(
         "fp32", "fp32, fp16, bf16 (OpenVINO), int8, or best (the fastest that passes parity)"
@@ -22,7 +22,9 @@ def build(
     config: str = opt.MODEL_CONFIG,
     weights: Path = opt.WEIGHTS,
     input_shape: str = opt.INPUT_SHAPE,
-    max_batch: int = typer.Option(8, "--max-batch", help="largest batch the bundle accepts (TensorRT profile max)"),
+    max_batch: int = typer.Option(
+        8, "--max-batch", help="largest batch the bundle accepts (TensorRT profile max); serving batches up to it"
+    ),
     opset: int = opt.OPSET,
     plugins: str = opt.plugins("auto"),
     seed: int = opt.SEED,

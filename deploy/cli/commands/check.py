@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from attnx.core.errors import UserError
+from attnx.deploy.cli import options as opt
 from attnx.deploy.cli.console import console, err_console
 from attnx.deploy.cli.junit import write_junit
 
@@ -18,7 +19,7 @@ def check(
     max_slowdown: float = typer.Option(0.15, "--max-slowdown", help="allowed latency growth vs the baseline"),
     stat: str = typer.Option("paired", "--stat", help="latency statistic: paired, p50, mean, p90, p95, p99, min"),
     update_baseline: bool = typer.Option(False, "--update-baseline", help="rewrite the baseline from this run"),
-    junit: Path = typer.Option(None, "--junit", help="write a JUnit XML report"),
+    junit: Path = opt.JUNIT,
 ) -> None:
     """The CI gate: fail (exit 1) when accuracy leaves its policy or latency regresses against a baseline.
 

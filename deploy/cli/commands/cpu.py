@@ -10,7 +10,7 @@ from attnx.core.cpu import CPU_TARGETS, detect, int8_recipe
 from attnx.deploy.cli.console import console
 
 
-def cpu(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def cpu(json_out: bool = typer.Option(False, "--json", help="print JSON instead of text (a flag)")) -> None:
     """What this CPU's INT8 kernels can do (VNNI or saturating u8×s8 pair sums) and the recipe each target picks.
 
     ATTNX_CPU_FEATURES overrides the detection (e.g. ``avx2`` for AVX2 without VNNI); see attnx/core/cpu.py.

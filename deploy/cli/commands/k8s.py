@@ -11,8 +11,8 @@ from attnx.deploy.cli.console import console
 
 
 def k8s(
-    bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
-    output: Path = typer.Option(..., "-o", "--output", help="the folder for the manifests"),
+    bundles: list[str] = opt.NAMED_BUNDLES,
+    output: Path = opt.output("the folder for the manifests"),
     storage_uri: str = typer.Option(
         "pvc://attnx-models", "--storage-uri", help="where DIR/triton and DIR/bundles are uploaded (s3://, gs://...)"
     ),
@@ -33,9 +33,7 @@ def k8s(
     threads: int = opt.threads(1, "each replica requests pool-size × threads CPUs"),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="load each bundle to measure its memory"),
     force: bool = typer.Option(False, "--force", help="write into a folder that is not empty"),
-    allow_failed_parity: bool = typer.Option(
-        False, "--allow-failed-parity", help="deploy bundles whose build-time parity check failed"
-    ),
+    allow_failed_parity: bool = opt.ALLOW_FAILED_PARITY,
 ) -> None:
     """KServe manifests: an InferenceService per bundle on Triton, and on `attnx serve` as a custom CPU runtime.
 

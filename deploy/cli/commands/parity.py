@@ -21,7 +21,7 @@ def parity(
     model: str = opt.REFERENCE_MODEL,
     config: str = opt.MODEL_CONFIG,
     weights: Path = opt.WEIGHTS,
-    batch: str = typer.Option("1,3", "--batch", help="batch sizes to compare, through the dynamic batch axis"),
+    batch: str = opt.batches("1,3", "each one compared, through the dynamic batch axis"),
     input_shape: str = opt.INPUT_SHAPE,
     inputs: Path = typer.Option(None, "--inputs", help=".npy or .npz inputs instead of seeded random ones"),
     seed: int = opt.SEED,
@@ -44,8 +44,8 @@ def parity(
     opset: int = opt.OPSET,
     exporter: str = opt.EXPORTER,
     threads: int = opt.threads(None, "unset: the library's default (all cores)"),
-    json_out: Path = typer.Option(None, "--json", help="write the parity report as JSON"),
-    junit: Path = typer.Option(None, "--junit", help="write a JUnit XML report for CI systems"),
+    json_out: Path = opt.json_out("the parity report"),
+    junit: Path = opt.JUNIT,
 ) -> None:
     """Compare a backend with its reference (PyTorch, or the fp32 ONNX) on the same inputs, output by output.
 
@@ -179,8 +179,9 @@ def _layerwise(report, layer_args: dict, io_cases, tolerance, threads):  # type:
     return lw
 
 
-def _parity(prepared, onnx_path, tolerance, precision, batches, shape, inputs, seed, threads, io_cases=None,
-            saved_feeds=None):  # type: ignore[no-untyped-def]
+def _parity(
+    prepared, onnx_path, tolerance, precision, batches, shape, inputs, seed, threads, io_cases=None, saved_feeds=None
+):  # type: ignore[no-untyped-def]
     from attnx.deploy.apis.pipeline import run_parity
 
     with console.status("comparing...") as status:

@@ -14,7 +14,7 @@ from attnx.deploy.cli.console import console
 
 def precision(
     onnx_path: Path = typer.Argument(..., help="the fp32 .onnx model"),
-    output: Path = typer.Option(..., "-o", "--output", help="the precision-baked .onnx to write"),
+    output: Path = opt.output("the precision-baked .onnx to write"),
     precision: str = opt.precision(..., "fp16 or int8"),
     style: str = typer.Option("ort", "--style", help="Q/DQ layout: ort (u8/s8, fused by ORT) or trt (symmetric)"),
     calib: list[str] = opt.CALIB,

@@ -11,24 +11,20 @@ from attnx.deploy.cli import options as opt
 from attnx.deploy.cli.console import console, err_console, escape_markup
 
 
+@opt.with_group(opt.ExportChoices)
 def run(
     model: str = opt.MODEL_SPEC,
     output_dir: Path = typer.Option(Path("attnx_out"), "-o", "--output-dir", help="folder for every artefact"),
     config: str = opt.MODEL_CONFIG,
     weights: Path = opt.WEIGHTS,
-    input_shape: str = opt.INPUT_SHAPE,
-    dynamic_hw: bool = opt.DYNAMIC_HW,
-    opset: int = opt.OPSET,
-    exporter: str = opt.EXPORTER,
-    target: str = opt.TARGET,
-    plugins: str = opt.plugins("none"),
-    attention: str = opt.ATTENTION,
-    batch: str = typer.Option("1,3", "--batch", help="batch sizes for the parity check"),
+    *,
+    choices: opt.ExportChoices,  # --input-shape, --dynamic-hw, --opset, --exporter, --target, --plugins, --attention
+    batch: str = opt.batches("1,3", "each one compared in the fp32 parity check, through the dynamic batch axis"),
     seed: int = opt.SEED,
     precisions: str = opt.PRECISIONS,
     calib: list[str] = opt.CALIB,
     cpu_target: str = opt.CPU_TARGET,
-    iterations: int = typer.Option(50, "--iterations", help="timed iterations per backend in the benchmark"),
+    iterations: int = opt.iterations(50),
 ) -> None:
     """The whole pipeline: export → op report → parity → bundles per precision → accuracy → benchmark.
 
@@ -39,15 +35,14 @@ def run(
     from attnx.deploy.apis.run import check_targets, run_pipeline
 
     wanted = [p for p in precisions.split(",") if p]
-    check_targets(target, wanted)
+    check_targets(choices.target, wanted)
     batches = opt.parse_batches(batch)
-    calibration = opt.calibration_options(calib, cpu_target, input_shape)
+    calibration = opt.calibration_options(calib, cpu_target, choices.input_shape)
     with console.status(f"[1/3] building {model}...") as status:
         result = run_pipeline(
-            model, output_dir, config=config, weights=weights, input_shape=opt.parse_shape(input_shape),
-            dynamic_hw=dynamic_hw, opset=opset, exporter=exporter, target=target, plugins=plugins,
-            attention=attention, batches=batches, seed=seed, precisions=wanted, calibration=calibration,
-            iterations=iterations, progress=status.update, on_stage=_Printer(model),
+            model, output_dir, config=config, weights=weights, **choices.pipeline_kwargs(), batches=batches,
+            seed=seed, precisions=wanted, calibration=calibration, iterations=iterations, progress=status.update,
+            on_stage=_Printer(model),
         )  # fmt: skip
     if not result.parity.passed:
         err_console.print(f"[bold red]parity FAILED[/] for {model}")

@@ -8,7 +8,7 @@ from attnx.deploy.cli import options as opt
 
 
 def serve(
-    bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
+    bundles: list[str] = opt.NAMED_BUNDLES,
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
     grpc_port: int = typer.Option(

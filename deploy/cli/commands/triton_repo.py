@@ -11,9 +11,11 @@ from attnx.deploy.cli.console import console
 
 
 def triton_repo(
-    bundles: list[str] = typer.Argument(..., help="bundle folders, as PATH or NAME=PATH"),
-    output: Path = typer.Option(..., "-o", "--output", help="the model repository folder"),
-    max_batch: int = typer.Option(None, "--max-batch", help="max_batch_size (default: the bundle's)"),
+    bundles: list[str] = opt.NAMED_BUNDLES,
+    output: Path = opt.output("the model repository folder"),
+    max_batch: int = typer.Option(
+        None, "--max-batch", help="Triton's max_batch_size (default: the bundle's largest batch, build --max-batch)"
+    ),
     max_delay_us: int = typer.Option(100, "--max-delay-us", help="dynamic_batching max_queue_delay_microseconds"),
     instances: int = typer.Option(1, "--instances", help="instance_group count"),
     instance_kind: str = typer.Option("auto", "--instance-kind", help="auto, cpu or gpu"),

@@ -9,14 +9,17 @@ import typer
 
 from attnx.core.errors import UserError
 from attnx.core.files import write_json
+from attnx.deploy.cli import options as opt
 from attnx.deploy.cli.console import console
 
 
 def zoo(
-    config: str = typer.Option(None, help="show this config of each model that has it (e.g. resnet50)"),
+    config: str = typer.Option(
+        None, "--config", help="list only the models that have this size config, in it (e.g. resnet50)"
+    ),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="count parameters and MACs (builds each model)"),
-    json_out: Path = typer.Option(None, "--json", help="also write the listing as JSON"),
-    markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table instead"),
+    json_out: Path = opt.json_out("the listing"),
+    markdown: bool = typer.Option(False, "--markdown", help="print the table as Markdown instead (a flag)"),
     long: bool = typer.Option(False, "--long", help="add the paper and the description"),
 ) -> None:
     """List the zoo's models, with parameters and multiply-accumulates."""

@@ -169,6 +169,10 @@ def test_bad_files_are_user_errors(tmp_path, baseline):
         run_check(_write(tmp_path / "b.json", {"format": "other"}), [parity_file])
     with pytest.raises(UserError, match="not an attnx benchmark"):
         run_check(_write(tmp_path / "base.json", baseline), [], _write(tmp_path / "x.json", {"model": MODEL}))
+    with pytest.raises(UserError, match="not an attnx benchmark result \\(format 'list'\\)"):
+        run_check(_write(tmp_path / "base.json", baseline), [], _write(tmp_path / "l.json", [1, 2]))
+    with pytest.raises(UserError, match="record version 'x', not an integer"):
+        run_check(_write(tmp_path / "v.json", {**baseline, "version": "x"}), [parity_file])
     with pytest.raises(UserError, match="--max-slowdown"):
         compare_to_baseline(baseline, copy.deepcopy(baseline), max_slowdown=-0.1)
     with pytest.raises(UserError, match="statistic"):

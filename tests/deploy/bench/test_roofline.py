@@ -100,9 +100,9 @@ def test_zoo_graph_count_matches_torch_flop_counter(tmp_path):
     from attnx.exporters.flops import count_macs
 
     prepared = prepare_model("vit_tiny")
-    result, _ = export_model(prepared, tmp_path / "m.onnx", ExportOptions(input_shape=(1, *prepared.default_shape)))
-    fc = count_flops(result.path, {"": (2, *prepared.default_shape)})
-    torch_flops = 2 * count_macs(prepared.model, (2, *prepared.default_shape))
+    result, _ = export_model(prepared, tmp_path / "m.onnx", ExportOptions(input_shape=(1, *prepared.sample_shape)))
+    fc = count_flops(result.path, {"": (2, *prepared.sample_shape)})
+    torch_flops = 2 * count_macs(prepared.model, (2, *prepared.sample_shape))
     assert fc.dense == pytest.approx(torch_flops, rel=0.01)
     assert fc.by_op["MatMul"] > 0 and fc.elementwise > 0
 

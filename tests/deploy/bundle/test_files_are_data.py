@@ -178,6 +178,14 @@ def test_failed_recorded_parity_is_refused_then_allowed_with_a_warning(bundle, t
     assert_user_error(invoke("serve", bundle, "--port", "0"), "failed its parity check", "--allow-failed-parity")
     assert_user_error(invoke("bench", bundle, "--no-torch", "--iterations", "2"), "--allow-failed-parity")
     assert_user_error(invoke("triton-repo", bundle, "-o", tmp_path / "repo"), "--allow-failed-parity")
+    assert_user_error(invoke("k8s", bundle, "-o", tmp_path / "k8s", "--no-measure"), "--allow-failed-parity")
+    # allowed for `attnx k8s`, the server it deploys must be allowed too, or the pod would refuse the bundle
+    result = invoke("k8s", bundle, "-o", tmp_path / "k8s", "--no-measure", "--allow-failed-parity")
+    assert result.exit_code == 0, result.output
+    from attnx.deploy.serving.k8s import load_manifest_file
+
+    (isvc,) = tmp_path.joinpath("k8s").glob("*-attnx.inferenceservice.yaml")
+    assert "--allow-failed-parity" in load_manifest_file(isvc)["spec"]["predictor"]["model"]["args"]
     capsys.readouterr()
     for _ in range(2):  # a warning on every load
         with Engine.load(bundle, allow_failed_parity=True) as engine:

@@ -49,3 +49,9 @@ def test_nonfinite_shapes_and_names():
     assert out["y"].passed and out["y"].to_dict()["message"]
     with pytest.raises(UserError, match="lacks output"):
         check_outputs({"y": ref, "w": ref}, {"y": ref}, 1e-3, 1e-3)
+
+
+def test_an_empty_output_has_a_message_under_every_statistic():
+    empty = np.zeros((0, 4), np.float32)
+    for stat in ("quantile", "max", "mean"):
+        assert "abs error" in error_stat(empty, empty, 1e-3, 1e-3, stat=stat).message

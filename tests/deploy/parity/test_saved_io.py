@@ -66,3 +66,9 @@ def test_bad_files_and_mismatched_inputs(tmp_path):
         check_io_inputs(saved, [TensorSpec("input", np.dtype(np.float32), ("batch", 3, 8, 8))])
     with pytest.raises(UserError, match="lack the model input"):
         check_io_inputs(saved, [TensorSpec("image", np.dtype(np.float32), ("batch", 3, 4, 4))])
+
+
+def test_meta_cannot_overwrite_the_format_or_version(tmp_path):
+    path = save_io(tmp_path / "run.npz", cases(), {"format": "other", "version": 999, "model": "m"})
+    saved = load_io(path)
+    assert saved.meta["format"] == "attnx-parity-io" and saved.meta["model"] == "m"

@@ -1,16 +1,14 @@
-"""plugins/gpu_check.py: the one-shot GPU check, kept from rotting on the CPU.
+"""deploy/tools/gpu_check.py: the one-shot GPU check, kept from rotting on the CPU.
 
 The dry mode runs as CI runs it (a fresh process, Triton's interpreter, tiny sizes); a wrong reference
 must fail it. The CUDA sections (cuda_mem, runtime) run here against the fake CUDA runtime of
-tests/deploy/trt_fakes.py, extended with what they call beyond the TensorRT runtime's needs
-(device-to-device copies, cudaMemGetInfo), so their logic is checked; whether a real device agrees is
-what the GPU run is for (the ``gpu`` test at the end, skipped without CUDA).
+tests/fakes/tensorrt.py (device-to-device copies and cudaMemGetInfo included), with the same fake
+TensorRT the GPU run uses, so their logic is checked; whether a real device agrees is what the GPU run
+is for (the ``gpu`` test at the end, skipped without CUDA).
 """
 
 from __future__ import annotations
 
-import ctypes
-import enum
 import json
 import os
 import subprocess
@@ -23,7 +21,7 @@ import numpy as np
 import pytest
 
 from attnx.deploy.tools import gpu_check
-from tests.deploy.trt_fakes import FakeCudart, cudaError_t
+from tests.fakes.tensorrt import FakeCudart
 from tests.helpers import REPO_ROOT as ROOT
 
 
@@ -137,39 +135,11 @@ def test_markdown_renders_every_section() -> None:
 # -- the CUDA sections against a fake CUDA runtime --------------------------------------------------------
 
 
-class FakeCudartD2D(FakeCudart):
-    """FakeCudart plus device-to-device copies (captured into graphs like the engine's work) and cudaMemGetInfo."""
-
-    TOTAL = 1 << 34
-
-    class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
-        cudaMemcpyHostToDevice = 1
-        cudaMemcpyDeviceToHost = 2
-        cudaMemcpyDeviceToDevice = 3
-
-    def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple[cudaError_t]:
-        if kind != self.cudaMemcpyKind.cudaMemcpyDeviceToDevice:
-            return super().cudaMemcpyAsync(dst, src, count, kind, stream)
-        if not (self.is_device(dst, count) and self.is_device(src, count)) or int(stream) not in self.streams:
-            return (cudaError_t.cudaErrorInvalidValue,)
-        captured = self.capturing.get(int(stream))
-        if captured is not None:
-            captured.append(lambda: ctypes.memmove(dst, src, count))
-        else:
-            ctypes.memmove(dst, src, count)
-        return (cudaError_t.cudaSuccess,)
-
-    def cudaMemGetInfo(self) -> tuple[cudaError_t, int, int]:
-        with self.lock:
-            used = sum(len(b) for b in self.device_mem.values())
-        return cudaError_t.cudaSuccess, self.TOTAL - used, self.TOTAL
-
-
 @pytest.fixture
-def fake_cuda() -> Iterator[FakeCudartD2D]:
+def fake_cuda() -> Iterator[FakeCudart]:
     from attnx.deploy.backends.tensorrt import cuda_mem
 
-    fake = FakeCudartD2D()
+    fake = FakeCudart()
     old = cuda_mem.use_cudart(fake)
     try:
         yield fake
@@ -177,7 +147,7 @@ def fake_cuda() -> Iterator[FakeCudartD2D]:
         cuda_mem.use_cudart(old)
 
 
-def test_cuda_sections_pass_on_a_fake_device(fake_cuda: FakeCudartD2D) -> None:
+def test_cuda_sections_pass_on_a_fake_device(fake_cuda: FakeCudart) -> None:
     trt_before = sys.modules.get("tensorrt")
     report = gpu_check.Report("gpu")
     gpu_check.section_cuda_mem(report, loops=4, nbytes=1 << 16)
@@ -191,7 +161,7 @@ def test_cuda_sections_pass_on_a_fake_device(fake_cuda: FakeCudartD2D) -> None:
     assert sys.modules.get("tensorrt") is trt_before  # the stand-in is gone
 
 
-def test_a_leak_fails_the_memory_check(fake_cuda: FakeCudartD2D, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_leak_fails_the_memory_check(fake_cuda: FakeCudart, monkeypatch: pytest.MonkeyPatch) -> None:
     from attnx.deploy.backends.tensorrt import cuda_mem
 
     monkeypatch.setattr(cuda_mem.DeviceBuffer, "free", lambda self: None)

@@ -1,7 +1,7 @@
-"""TensorRT builds (deploy/trt_build.py).
+"""TensorRT builds (attnx/deploy/backends/tensorrt/builder.py).
 
 Without a GPU: option validation, profiles, atomic files, and the whole build flow against fakes of
-tensorrt and cuda-python (tests/deploy/trt_fakes.py): what reaches the builder config, parser errors
+tensorrt and cuda-python (tests/fakes/tensorrt.py): what reaches the builder config, parser errors
 named by node, timing-cache reuse, the attnx plugin rewrite, and a fake plan that the TensorRT runtime
 then loads from a bundle. The ``gpu`` tests build real engines for zoo models (fp32 and fp16-baked)
 and compare them with ONNX Runtime; they skip here with the reason.
@@ -32,7 +32,7 @@ from attnx.deploy.backends.tensorrt.builder import (
 )
 from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import BundleWriter, IOSpec, Manifest
-from tests.deploy.trt_fakes import CACHE_MAGIC, FAKE_STATE, FakeBuilder, FakeCudart, fake_tensorrt, installed
+from tests.fakes.tensorrt import CACHE_MAGIC, FAKE_STATE, FakeBuilder, FakeCudart, fake_tensorrt, installed
 
 
 @pytest.fixture
@@ -344,7 +344,7 @@ def test_ampere_plus_needs_an_ampere_build_gpu(fakes: FakeCudart, tmp_path: Path
 
 
 def test_built_plan_loads_through_a_bundle(fakes: FakeCudart, tmp_path: Path) -> None:
-    """The facts build_trt_engine returns are the ones TrtRuntime checks (as attnx.deploy.apis.build stores them)."""
+    """The facts build_trt_engine returns are the ones TrtRunner checks (as attnx.deploy.apis.build stores them)."""
     model = tiny_onnx(tmp_path / "model.onnx")
     inputs, outputs = specs(model)
     with BundleWriter(tmp_path / "bundle") as w:

@@ -1,6 +1,6 @@
 """TensorRT runner (attnx/deploy/backends/tensorrt/runner.py, cuda_mem.py).
 
-Without a GPU the runtime runs against fakes of tensorrt and cuda-python (tests/deploy/trt_fakes.py)
+Without a GPU the runtime runs against fakes of tensorrt and cuda-python (tests/fakes/tensorrt.py)
 that keep "device" memory in host buffers, so the data path, the pool, CUDA-graph reuse, clean-up and
 every error message are exercised. The ``gpu`` tests at the end run real engines and skip here.
 """
@@ -26,7 +26,7 @@ from attnx.deploy.backends.tensorrt.runner import TrtPlanInfo, TrtRunner, check_
 from attnx.deploy.backends.tensorrt.util import np_dtype, version_tuple
 from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import BundleWriter, IOSpec, Manifest
-from tests.deploy.trt_fakes import (
+from tests.fakes.tensorrt import (
     FAKE_STATE,
     DataType,
     FakeCudart,
@@ -158,7 +158,7 @@ def test_close_frees_everything_and_is_final(cud: FakeCudart, tmp_path: Path) ->
         rt.infer({"x": batch(1)})
 
 
-def test_run_timed_reports_each_phase(cud: FakeCudart, tmp_path: Path) -> None:
+def test_infer_timed_reports_each_phase(cud: FakeCudart, tmp_path: Path) -> None:
     with open_trt(make_bundle(tmp_path)) as rt:
         assert rt.capabilities.timed_runs and rt.capabilities.device_tensors
         x = batch(4)
@@ -214,15 +214,15 @@ def test_data_dependent_output_is_refused(cud: FakeCudart, tmp_path: Path) -> No
     assert cud.live()["device"] == 0 and cud.live()["streams"] == 0
 
 
-def test_run_torch_rejects_host_tensors(cud: FakeCudart, tmp_path: Path) -> None:
+def test_infer_device_rejects_host_tensors(cud: FakeCudart, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     with open_trt(make_bundle(tmp_path)) as rt:
-        with pytest.raises(UserError, match=r"input 'x' is on cpu; run_torch takes tensors on cuda:0"):
+        with pytest.raises(UserError, match=r"input 'x' is on cpu; infer_device takes tensors on cuda:0"):
             rt.infer_device({"x": torch.zeros(1, 3, 4, 4)})
 
 
 class FakeCudaTensor:
-    """A 'CUDA' tensor whose memory is a fake device allocation (for run_torch without a GPU)."""
+    """A 'CUDA' tensor whose memory is a fake device allocation (for infer_device without a GPU)."""
 
     def __init__(self, cud: FakeCudart, shape: tuple[int, ...], dtype: Any) -> None:
         import ctypes
@@ -243,7 +243,7 @@ class FakeCudaTensor:
         return self.ptr
 
 
-def test_run_torch_binds_tensors_and_orders_streams(
+def test_infer_device_binds_tensors_and_orders_streams(
     cud: FakeCudart, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch = pytest.importorskip("torch")
@@ -347,14 +347,14 @@ def test_layerwise_search_of_a_trt_bundle_runs_through_the_runner(
 ) -> None:
     """deploy/parity/layerwise.py's TensorRT candidate: the bundle's model.onnx rebuilt with its tensors marked."""
     import attnx.core.device
-    from attnx.deploy.parity.layerwise import _trt_runner
+    from attnx.deploy.parity.layerwise import trt_candidate_runner
 
     monkeypatch.setattr(attnx.core.device, "gpu_status", lambda: (True, "fake GPU"))
     model = chain_onnx(tmp_path / "model.onnx")
     manifest = make_manifest(plan_bytes([X_IN], OUTS))
     manifest.outputs = [IOSpec("y", "float32", ["batch", 3, 4, 4])]
     manifest.build["trt_options"] = {"workspace_mib": 16}
-    factory = _trt_runner(manifest)
+    factory = trt_candidate_runner(manifest)
     x = batch(2)
     import onnx
 

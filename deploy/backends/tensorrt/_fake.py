@@ -1,33 +1,49 @@
-"""Small stand-ins for ``tensorrt`` and cuda-python's ``cuda.bindings.runtime``, for tests without a GPU.
+"""The one stand-in for ``tensorrt`` (builder, ONNX parser, runtime, ``tensorrt.plugin``) and for cuda-python's
+``cuda.bindings.runtime``, for machines without TensorRT: the tests and the GPU check (``make gpu-check``,
+whose GPU machines have CUDA but no TensorRT wheel). Not library API: only that tool and the tests import it.
 
-They model only what attnx.deploy.backends.tensorrt (builder.py, runner.py, cuda_mem.py) calls, with the same return
-conventions (cuda-python's ``(err, value)`` tuples, TensorRT's None on failure plus a logged error),
-and keep "device" memory in host buffers so that data really flows: H2D copies, an engine that reads
-its input addresses and writes its outputs, D2H copies. What they cannot tell is whether TensorRT or
-CUDA accept the same calls on a GPU: tests/deploy/backends/tensorrt/ have GPU tests for that.
+:func:`fake_tensorrt` returns one fake ``tensorrt`` module; :class:`FakeCudart` is the fake CUDA runtime. They
+model only what attnx calls (``deploy/backends/tensorrt/``: builder.py, runner.py, cuda_mem.py; ``plugins/``:
+the ``trt.py`` of each op), with the same return conventions (cuda-python's ``(err, value)`` tuples, TensorRT's
+None or False on failure plus a logged error). The fake CUDA runtime keeps "device" memory in host buffers so
+that data really flows: H2D copies, an engine that reads its input addresses and writes its outputs, D2H
+copies. What they cannot tell is whether TensorRT or CUDA accept the same calls on a GPU: the ``gpu`` tests
+(tests/deploy/backends/tensorrt/, tests/plugins/test_trt_gpu.py) are for that.
 
-Fake plans are ``b"FAKEPLAN\\n" + JSON``: {"inputs": [{name, dtype, shape, min, max}], "outputs": [{name,
-dtype, of, op, k}]}, where op "affine" gives ``2*x + 1`` (x's shape), "scale" gives ``k*x`` and "pool" the
-mean over the last two axes. The fake parser makes one layer per ONNX node, whose outputs are the node's
-output tensors; the fake builder makes the network's outputs (the graph's outputs and any tensor marked with
-``mark_output``) the plan's outputs: a graph output computes "affine", the output of the node at index i
-"scale" with k = i + 1, so a test can tell which tensor came back.
+Fake plans are ``b"FAKEPLAN\\n" + JSON`` (:func:`plan_bytes`): {"inputs": [{name, dtype, shape, min, max}],
+"outputs": [{name, dtype, of, op, k}]}, where op "affine" gives ``2*x + 1`` (x's shape), "scale" gives ``k*x``,
+"pool" the mean over the last two axes, "data_dependent" a shape TensorRT knows only after running; those are
+computed on the host from the "device" buffers, so they need :class:`FakeCudart`. Op "copy" gives ``x`` by a
+device-to-device ``cudaMemcpyAsync`` enqueued on the execution stream through the CUDA runtime the fake was
+made with, so it also runs on a real GPU with the real ``cuda.bindings.runtime`` (the GPU check's engine) and
+is captured into CUDA graphs like TensorRT's own work. Extra keys: "max_contexts" (execution contexts before
+one fails as out of memory), "uncapturable" (the enqueue breaks a CUDA graph capture).
+
+The fake parser makes one layer per ONNX node, whose outputs are the node's output tensors; the fake builder
+makes the network's outputs (the graph's outputs and any tensor marked with ``mark_output``) the plan's
+outputs: a graph output computes "affine", the output of the node at index i "scale" with k = i + 1, so a test
+can tell which tensor came back.
+
+``tensorrt.plugin`` (the module's ``plugin`` attribute) models the parts of tensorrt.plugin 11.4 the attnx
+plugins use, including the signature checks tensorrt.plugin applies at decoration time (annotations must be
+real classes; aot_impl takes the inputs, every attribute in registration order, then ``outputs, tactic``); what
+was registered is in its ``REGISTRY`` (plugin id → {"desc", "tensors", "attrs", "autotune", "aot"}). Whether
+TensorRT accepts the PTX or launches it correctly needs a GPU.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import enum
+import inspect
 import json
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import onnx
 
 PLAN_MAGIC = b"FAKEPLAN\n"
 CACHE_MAGIC = b"FAKECACHE\n"
@@ -59,19 +75,24 @@ class _Handle:
 
 
 class FakeCudart:
-    """Enough of ``cuda.bindings.runtime``; counts live allocations so tests can check ``close()``."""
+    """Enough of ``cuda.bindings.runtime``; counts live allocations so tests can check ``close()``.
+
+    Device-to-device copies are enqueued like the engine's work (deferred into a graph while the stream is
+    captured); ``cudaMemGetInfo`` reports a fixed total less the live device allocations. ``fail`` maps a
+    function name to the error it returns on its next call.
+    """
 
     cudaStreamNonBlocking = 1
+    TOTAL_MEMORY = 1 << 34
 
     class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
         cudaMemcpyHostToDevice = 1
         cudaMemcpyDeviceToHost = 2
+        cudaMemcpyDeviceToDevice = 3
 
     class cudaStreamCaptureMode(enum.IntEnum):  # noqa: N801
         cudaStreamCaptureModeGlobal = 0
         cudaStreamCaptureModeThreadLocal = 1
-
-    cudaError_t = cudaError_t
 
     def __init__(self, devices: int = 1, cc: tuple[int, int] = (8, 6), name: bytes = b"Fake RTX A6000") -> None:
         self.devices, self.cc, self.name = devices, cc, name
@@ -80,7 +101,7 @@ class FakeCudart:
         self.streams: set[int] = set()
         self.events: set[int] = set()
         self.graphs: set[int] = set()
-        self.capturing: dict[int, list[Callable[[], None]]] = {}
+        self.capturing: dict[int, list[Callable[[], None] | None]] = {}
         self.launches = 0
         self.copies: list[tuple[str, int]] = []
         self.fail: dict[str, cudaError_t] = {}  # function name → error it returns once
@@ -109,6 +130,11 @@ class FakeCudart:
 
     def cudaRuntimeGetVersion(self) -> tuple[cudaError_t, int]:
         return cudaError_t.cudaSuccess, 12090
+
+    def cudaMemGetInfo(self) -> tuple[cudaError_t, int, int]:
+        with self.lock:
+            used = sum(len(b) for b in self.device_mem.values())
+        return cudaError_t.cudaSuccess, self.TOTAL_MEMORY - used, self.TOTAL_MEMORY
 
     def _alloc(self, table: dict[int, Any], nbytes: int, fn: str) -> tuple[cudaError_t, int]:
         err = self._err(fn)
@@ -143,13 +169,30 @@ class FakeCudart:
             )
 
     def is_device(self, ptr: int, nbytes: int) -> bool:
+        """Whether ``[ptr, ptr + nbytes)`` lies inside one live device allocation."""
         with self.lock:
             return any(p <= ptr and ptr + nbytes <= p + len(b) for p, b in self.device_mem.items())
 
     def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple[cudaError_t]:
+        if int(stream) not in self.streams:
+            return (cudaError_t.cudaErrorInvalidValue,)
+        if kind == self.cudaMemcpyKind.cudaMemcpyDeviceToDevice:
+            if not (self.is_device(dst, count) and self.is_device(src, count)):
+                return (cudaError_t.cudaErrorInvalidValue,)
+
+            def copy() -> None:
+                ctypes.memmove(dst, src, count)
+                self.copies.append(("d2d", count))
+
+            captured = self.capturing.get(int(stream))
+            if captured is not None:
+                captured.append(copy)
+            else:
+                copy()
+            return (cudaError_t.cudaSuccess,)
         to_device = kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice
         dev, host = (dst, src) if to_device else (src, dst)
-        if not self.is_device(dev, count) or self.is_device(host, count) or int(stream) not in self.streams:
+        if not self.is_device(dev, count) or self.is_device(host, count):
             return (cudaError_t.cudaErrorInvalidValue,)
         ctypes.memmove(dst, src, count)
         self.copies.append(("h2d" if to_device else "d2h", count))
@@ -227,6 +270,7 @@ class FakeCudart:
     cudaGraphDestroy = cudaGraphExecDestroy
 
     def live(self) -> dict[str, int]:
+        """How many device and host buffers, streams, events and graphs exist now."""
         return {
             "device": len(self.device_mem),
             "host": len(self.host_mem),
@@ -236,8 +280,11 @@ class FakeCudart:
         }
 
 
+FakeCudart.cudaError_t = cudaError_t  # type: ignore[attr-defined]  # as the bindings module has it
+
+
 # ---------------------------------------------------------------------------------------------------------
-# tensorrt
+# tensorrt: types
 
 
 class Severity(enum.IntEnum):
@@ -249,6 +296,8 @@ class Severity(enum.IntEnum):
 
 
 class DataType(enum.IntEnum):
+    """TensorRT's values; printed as TensorRT's bindings print them (``DataType.HALF``)."""
+
     FLOAT = 0
     HALF = 1
     INT8 = 2
@@ -258,6 +307,12 @@ class DataType(enum.IntEnum):
     BF16 = 7
     INT64 = 8
 
+    def __str__(self) -> str:
+        return f"DataType.{self.name}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
 
 class TensorIOMode(enum.IntEnum):
     NONE = 0
@@ -266,8 +321,6 @@ class TensorIOMode(enum.IntEnum):
 
 
 class ILogger:
-    Severity = Severity
-
     def __init__(self) -> None:
         pass
 
@@ -275,11 +328,52 @@ class ILogger:
         pass
 
 
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.INT64: np.int64}
+ILogger.Severity = Severity  # type: ignore[attr-defined]
+
+
+class MemoryPoolType(enum.IntEnum):
+    WORKSPACE = 0
+
+
+class BuilderFlag(enum.IntEnum):
+    VERSION_COMPATIBLE = 3
+    EXCLUDE_LEAN_RUNTIME = 4
+
+
+class HardwareCompatibilityLevel(enum.IntEnum):
+    NONE = 0
+    AMPERE_PLUS = 1
+    SAME_COMPUTE_CAPABILITY = 2
+
+
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    """TensorRT 11's flags (strongly typed is the only mode there)."""
+
+    PREFER_AOT_PYTHON_PLUGINS = 2
+
+
+class NetworkDefinitionCreationFlag10(enum.IntEnum):
+    """TensorRT 10's flags."""
+
+    STRONGLY_TYPED = 1
+    PREFER_AOT_PYTHON_PLUGINS = 2
+
+
+_NP: dict[DataType, type[np.generic]] = {
+    DataType.FLOAT: np.float32,
+    DataType.HALF: np.float16,
+    DataType.INT32: np.int32,
+    DataType.INT64: np.int64,
+}
+_SAME_SHAPE = ("affine", "scale", "copy")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tensorrt: runtime
 
 
 class FakeEngine:
-    def __init__(self, spec: dict[str, Any], cudart: FakeCudart, logger: ILogger) -> None:
+    def __init__(self, spec: dict[str, Any], cudart: Any, logger: ILogger) -> None:
         self.spec, self.cudart, self.logger = spec, cudart, logger
         self.tensors = [(t, TensorIOMode.INPUT) for t in spec["inputs"]] + [
             (t, TensorIOMode.OUTPUT) for t in spec["outputs"]
@@ -305,7 +399,7 @@ class FakeEngine:
         if "shape" in t:
             return tuple(t["shape"])
         src = self.by_name[t["of"]]["shape"]
-        return tuple(src) if t["op"] in ("affine", "scale") else tuple(src[:-2])
+        return tuple(src) if t["op"] in _SAME_SHAPE else tuple(src[:-2])
 
     def get_tensor_profile_shape(self, name: str, index: int) -> list[tuple[int, ...]]:
         t = self.by_name[name]
@@ -349,23 +443,28 @@ class FakeContext:
             return self.engine.get_tensor_shape(name)
         if t["op"] == "data_dependent":
             return (-1,)
-        return src if t["op"] in ("affine", "scale") else src[:-2]
+        return src if t["op"] in _SAME_SHAPE else src[:-2]
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
         self.addresses[name] = int(ptr)
         return True
 
+    def _outputs(self, on_device: bool) -> list[dict[str, Any]]:
+        return [t for t in self.engine.spec["outputs"] if (t["op"] == "copy") == on_device]
+
     def _compute(self) -> None:
+        """The host-computed outputs, from and into the fake CUDA runtime's "device" buffers."""
         if self.busy:
             raise AssertionError("one execution context used by two callers at once")
         self.busy = True
         try:
-            for t in self.engine.spec["outputs"]:
+            for t in self._outputs(on_device=False):
                 src = self.engine.by_name[t["of"]]
                 shape = self.shapes[src["name"]]
                 dt = np.dtype(_NP[DataType[src["dtype"]]])
                 n = int(np.prod(shape))
-                x = np.frombuffer((ctypes.c_char * (n * dt.itemsize)).from_address(self.addresses[src["name"]]), dt)
+                raw = (ctypes.c_char * (n * dt.itemsize)).from_address(self.addresses[src["name"]])
+                x = np.frombuffer(memoryview(raw), dt)
                 x = x.reshape(shape)
                 if t["op"] == "affine":
                     y = 2 * x + 1
@@ -381,16 +480,42 @@ class FakeContext:
         finally:
             self.busy = False
 
+    def _enqueue_copies(self, stream: int) -> bool:
+        """The "copy" outputs as device-to-device copies on ``stream`` (real CUDA work on a real runtime)."""
+        if self.busy:
+            raise AssertionError("one execution context used by two callers at once")
+        self.busy = True
+        try:
+            rt = self.engine.cudart
+            kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+            for t in self._outputs(on_device=True):
+                src = self.engine.by_name[t["of"]]
+                nbytes = int(np.prod(self.shapes[src["name"]])) * np.dtype(_NP[DataType[src["dtype"]]]).itemsize
+                dst, frm = self.addresses[t["name"]], self.addresses[src["name"]]
+                res = rt.cudaMemcpyAsync(dst, frm, nbytes, kind, rt.cudaStream_t(int(stream)))
+                err = res[0] if isinstance(res, tuple) else res  # cuda-python's (err,)
+                if int(err):
+                    self.engine.logger.log(Severity.ERROR, f"enqueueV3: copying {t['name']} failed ({err!r})")
+                    return False
+            return True
+        finally:
+            self.busy = False
+
     def execute_async_v3(self, stream: int) -> bool:
         if set(self.addresses) != set(self.engine.by_name):
             self.engine.logger.log(Severity.ERROR, "enqueueV3: a tensor has no address")
             return False
-        captured = self.engine.cudart.capturing.get(int(stream))
+        # A FakeCudart's record of a CUDA graph capture on this stream (the real runtime captures by itself).
+        captured = getattr(self.engine.cudart, "capturing", {}).get(int(stream))
+        if self._outputs(on_device=True) and not self._enqueue_copies(stream):
+            return False
         if captured is not None:
-            captured.append(None if self.engine.spec.get("uncapturable") else self._compute)
+            if self._outputs(on_device=False):
+                captured.append(None if self.engine.spec.get("uncapturable") else self._compute)
             return True
         self.executions += 1
-        self._compute()
+        if self._outputs(on_device=False):
+            self._compute()
         return True
 
 
@@ -429,7 +554,8 @@ class FakeRegistry:
         return object()
 
 
-# Builder side -------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
+# tensorrt: builder and ONNX parser
 
 
 class FakeTensor:
@@ -521,6 +647,8 @@ class FakeOnnxParser:
         return self.errors[i]
 
     def parse(self, data: bytes, path: str | None = None) -> bool:
+        import onnx
+
         model = onnx.load_from_string(bytes(data))
         FAKE_STATE["parsed"].append(model)
         for i, node in enumerate(model.graph.node):
@@ -649,11 +777,195 @@ class FakeBuilder:
         return PLAN_MAGIC + json.dumps(spec).encode()
 
 
+# ---------------------------------------------------------------------------------------------------------
+# tensorrt.plugin
+
+ATTR_TYPES = (int, float, str, bool, bytes)
+
+
+class ShapeExpr:
+    def __init__(self, value: int | None = None) -> None:
+        self.value = value
+
+    @property
+    def is_fake(self) -> bool:
+        return self.value is None
+
+    @property
+    def is_constant(self) -> bool:
+        if self.value is None:
+            raise RuntimeError("fake ShapeExpr")
+        return True
+
+    def constant_value(self) -> int:
+        assert self.value is not None
+        return self.value
+
+    def _op(self, other: Any, f: Callable[[int, int], int]) -> ShapeExpr:
+        o = other.value if isinstance(other, ShapeExpr) else other
+        return ShapeExpr(None if self.value is None or o is None else f(self.value, o))
+
+    def __mul__(self, o: Any) -> ShapeExpr:
+        return self._op(o, lambda a, b: a * b)
+
+    def __add__(self, o: Any) -> ShapeExpr:
+        return self._op(o, lambda a, b: a + b)
+
+    def __floordiv__(self, o: Any) -> ShapeExpr:
+        return self._op(o, lambda a, b: a // b)
+
+
+class SymInt32:
+    def __init__(self, value: Any = None) -> None:
+        self.value: Any = value.value if isinstance(value, (ShapeExpr, SymInt32)) else value
+
+
+class SymIntExprs:
+    def __init__(self, length: int) -> None:
+        self.items: list[Any] = [None] * length
+
+    def __setitem__(self, i: int, v: Any) -> None:
+        assert isinstance(v, SymInt32), type(v)
+        self.items[i] = v
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class KernelLaunchParams:
+    def __init__(self) -> None:
+        self.grid_x: Any = 1
+        self.grid_y: Any = 1
+        self.grid_z: Any = 1
+        self.block_x: Any = 1
+        self.shared_mem: Any = 0
+
+
+class ShapeExprs(list[ShapeExpr]):
+    def numel(self) -> ShapeExpr:
+        out = ShapeExpr(1)
+        for e in self:
+            out = out * e
+        return out
+
+
+class _Shape(tuple[int, ...]):
+    _max: tuple[int, ...] | None = None
+
+    @property
+    def max(self) -> tuple[int, ...] | None:
+        return self._max
+
+
+class TensorDesc:
+    def __init__(self, dims: tuple[Any, ...], dtype: DataType, max_dims: tuple[int, ...] | None = None) -> None:
+        self.shape_expr = ShapeExprs(d if isinstance(d, ShapeExpr) else ShapeExpr(d) for d in dims)
+        self.dtype = dtype
+        shape = _Shape(-1 if e.value is None else e.value for e in self.shape_expr)
+        shape._max = max_dims
+        self.shape = shape
+
+
+class AutoTuneCombination:
+    def __init__(self, io_types: str, layouts: str = "LINEAR") -> None:
+        self.io_types, self.layouts = io_types, layouts
+
+
+def from_shape_expr(shape: tuple[Any, ...], dtype: DataType) -> TensorDesc:
+    """A tensor descriptor of shape expressions (``tensorrt.plugin.from_shape_expr``)."""
+    return TensorDesc(tuple(shape), dtype)
+
+
+def cdiv(a: Any, b: Any) -> ShapeExpr:
+    """Ceiling division of shape expressions or ints (``tensorrt.plugin.cdiv``)."""
+    av = a.value if isinstance(a, ShapeExpr) else a
+    bv = b.value if isinstance(b, ShapeExpr) else b
+    return ShapeExpr(None if av is None or bv is None else -(-av // bv))
+
+
+def _params(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    return list(inspect.signature(fn).parameters.values())
+
+
+class _PluginDecorators:
+    """``tensorrt.plugin``'s decorators, with its checks; what they register goes into ``registry``."""
+
+    def __init__(self) -> None:
+        self.registry: dict[str, dict[str, Any]] = {}
+
+    def register(self, plugin_id: str) -> Callable[[Any], Any]:
+        def deco(fn: Any) -> Any:
+            tensors: list[str] = []
+            attrs: dict[str, type] = {}
+            for p in _params(fn):
+                assert p.default is inspect.Parameter.empty, f"{p.name}: tensorrt.plugin allows no defaults"
+                ann = p.annotation
+                assert not isinstance(ann, str), f"{p.name}: string annotation (from __future__ import annotations?)"
+                if inspect.isclass(ann) and issubclass(ann, TensorDesc):
+                    assert not attrs, "tensors must precede attributes"
+                    tensors.append(p.name)
+                else:
+                    assert ann in ATTR_TYPES, f"{p.name}: unsupported attribute type {ann}"
+                    attrs[p.name] = ann
+            assert inspect.signature(fn).return_annotation is TensorDesc
+            self.registry[plugin_id] = {"desc": fn, "tensors": tensors, "attrs": attrs}
+            return fn
+
+        return deco
+
+    def autotune(self, plugin_id: str) -> Callable[[Any], Any]:
+        def deco(fn: Any) -> Any:
+            d = self.registry[plugin_id]
+            names = [p.name for p in _params(fn)]
+            assert names[: len(d["tensors"])] == d["tensors"] and names[-1] == "outputs", names
+            d["autotune"] = fn
+            return fn
+
+        return deco
+
+    def aot_impl(self, plugin_id: str) -> Callable[[Any], Any]:
+        def deco(fn: Any) -> Any:
+            d = self.registry[plugin_id]
+            names = [p.name for p in _params(fn)]
+            # tensorrt.plugin calls aot_impl(*inputs, *all_attribute_values, outputs, tactic).
+            assert names == [*d["tensors"], *d["attrs"], "outputs", "tactic"], names
+            for p in _params(fn):
+                if p.name in d["attrs"]:
+                    assert p.annotation is d["attrs"][p.name], p.name
+            ret = inspect.signature(fn).return_annotation
+            assert not isinstance(ret, str)
+            d["aot"] = fn
+            return fn
+
+        return deco
+
+
+def _plugin_module() -> types.ModuleType:
+    plugin = types.ModuleType("tensorrt.plugin")
+    decorators = _PluginDecorators()
+    names: dict[str, Any] = {
+        "ShapeExpr": ShapeExpr, "SymInt32": SymInt32, "SymIntExprs": SymIntExprs,
+        "KernelLaunchParams": KernelLaunchParams, "TensorDesc": TensorDesc, "AutoTuneCombination": AutoTuneCombination,
+        "from_shape_expr": from_shape_expr, "cdiv": cdiv, "register": decorators.register,
+        "autotune": decorators.autotune, "aot_impl": decorators.aot_impl, "REGISTRY": decorators.registry,
+    }  # fmt: skip
+    for name, value in names.items():
+        setattr(plugin, name, value)
+    return plugin
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the module
+
+# What the fakes did, for tests to look at: the runtimes and builders made, the ONNX models parsed, each
+# build's network outputs; "cudart": the CUDA runtime engines run on; "build_fails": the next builds fail.
 FAKE_STATE: dict[str, Any] = {"runtimes": [], "builders": [], "parsed": [], "built_outputs": [], "cudart": None}
 
 
-def fake_tensorrt(version: str = "11.4.0.106", cudart: FakeCudart | None = None) -> types.ModuleType:
-    """A ``tensorrt`` module of fakes (10.x versions also get the STRONGLY_TYPED creation flag)."""
+def fake_tensorrt(version: str = "11.4.0.106", cudart: Any = None) -> types.ModuleType:
+    """A fake ``tensorrt`` module: builder, ONNX parser, runtime, and ``plugin`` (``tensorrt.plugin``, with a
+    fresh registry); engines run on ``cudart`` (a :class:`FakeCudart`, or the real ``cuda.bindings.runtime``
+    for plans of "copy" outputs). 10.x versions also get the STRONGLY_TYPED creation flag. Resets FAKE_STATE."""
     FAKE_STATE.update(runtimes=[], builders=[], parsed=[], built_outputs=[], cudart=cudart, build_fails=False)
     m = types.ModuleType("tensorrt")
     m.__version__ = version  # type: ignore[attr-defined]
@@ -664,36 +976,16 @@ def fake_tensorrt(version: str = "11.4.0.106", cudart: FakeCudart | None = None)
     m.Runtime = FakeRuntime  # type: ignore[attr-defined]
     m.Builder = FakeBuilder  # type: ignore[attr-defined]
     m.OnnxParser = FakeOnnxParser  # type: ignore[attr-defined]
-    m.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})  # type: ignore[attr-defined]
-    m.BuilderFlag = enum.IntEnum("BuilderFlag", {"VERSION_COMPATIBLE": 3, "EXCLUDE_LEAN_RUNTIME": 4})  # type: ignore[attr-defined]
-    m.HardwareCompatibilityLevel = enum.IntEnum(  # type: ignore[attr-defined]
-        "HardwareCompatibilityLevel", {"NONE": 0, "AMPERE_PLUS": 1, "SAME_COMPUTE_CAPABILITY": 2}
+    m.MemoryPoolType = MemoryPoolType  # type: ignore[attr-defined]
+    m.BuilderFlag = BuilderFlag  # type: ignore[attr-defined]
+    m.HardwareCompatibilityLevel = HardwareCompatibilityLevel  # type: ignore[attr-defined]
+    m.NetworkDefinitionCreationFlag = (  # type: ignore[attr-defined]
+        NetworkDefinitionCreationFlag10 if version.startswith("10.") else NetworkDefinitionCreationFlag
     )
-    flags = {"PREFER_AOT_PYTHON_PLUGINS": 2}
-    if version.startswith("10."):
-        flags["STRONGLY_TYPED"] = 1
-    m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", flags)  # type: ignore[attr-defined]
+    m.plugin = _plugin_module()  # type: ignore[attr-defined]
     return m
 
 
-@contextlib.contextmanager
-def installed(monkeypatch: Any, version: str = "11.4.0.106", cc: tuple[int, int] = (8, 6)) -> Iterator[FakeCudart]:
-    """Fake cuda-python and ``tensorrt`` in place of the real ones (and a fresh TensorRT logger) while in use;
-    yields the fake CUDA runtime."""
-    import sys
-
-    from attnx.deploy.backends.tensorrt import cuda_mem
-    from attnx.deploy.backends.tensorrt import util as trt_util
-
-    cudart = FakeCudart(cc=cc)
-    old = cuda_mem.use_cudart(cudart)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, cudart=cudart))
-    monkeypatch.setattr(trt_util, "_LOGGER", None)
-    try:
-        yield cudart
-    finally:
-        cuda_mem.use_cudart(old)
-
-
 def plan_bytes(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], **extra: Any) -> bytes:
+    """A fake plan (see the module docstring): its inputs, outputs and extra keys."""
     return PLAN_MAGIC + json.dumps({"inputs": inputs, "outputs": outputs, **extra}).encode()

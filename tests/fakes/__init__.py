@@ -1,0 +1,1 @@
+"""Fakes of libraries the test machines lack (TensorRT, cuda-python)."""
