@@ -273,5 +273,5 @@ def refusal(options: ExportOptions, verification: Verification, baked: BakedNode
             text += (f"; node '{baked.name}' ({baked.op}){where} keeps a size fixed at the export shape "
                      f"(its size input is the constant {baked.at_export})")  # fmt: skip
         if baked.module:
-            text += f"; or compute that size from the input's shape in module '{baked.module}'"
+            text += f": compute that size from the input's shape (`tensor.shape`) in module '{baked.module}'"
     return text
