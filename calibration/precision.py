@@ -191,6 +191,8 @@ def apply_precision(
                                             cfg.reduce_extent, label, unbounded)  # fmt: skip
             plan_out["largest_input"] = {
                 "shape": label, "unbounded": unbounded, "reductions": decided,
+                # the bound the engine enforces: beyond it the FP16 pins are not known to hold
+                "max_hw": None if unbounded else list(cfg.max_sample_shape[1:]) if cfg.max_sample_shape else None,
                 "method": "calibrated |x| of each reduction scaled by the growth of its extent at the largest input "
                           "(sums: ratio of extents) — the largest input may be unbounded or too large to calibrate at",
             }  # fmt: skip

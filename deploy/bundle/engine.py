@@ -93,7 +93,8 @@ class Engine:
             if spec.name not in given:
                 raise UserError(f"missing input '{spec.name}' ({spec.dtype}, shape {spec.shape})")
             # Profiles bind TensorRT engines only; ONNX Runtime takes any size on a dynamic axis.
-            feed[spec.name] = check_input(spec, _to_numpy(given[spec.name]), self.manifest.backend == "trt")
+            feed[spec.name] = check_input(spec, _to_numpy(given[spec.name]), self.manifest.backend == "trt",
+                                          self.manifest.max_hw)  # fmt: skip
         return feed
 
     def close(self) -> None:
@@ -124,8 +125,14 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def check_input(spec: IOSpec, arr: np.ndarray, enforce_profile: bool = True) -> np.ndarray:
-    """Validate one input against its manifest entry; return it C-contiguous."""
+def check_input(spec: IOSpec, arr: np.ndarray, enforce_profile: bool = True,
+                max_hw: tuple[int, int] | None = None) -> np.ndarray:  # fmt: skip
+    """Validate one input against its manifest entry; return it C-contiguous.
+
+    ``enforce_profile``: also hold the shape to the spec's min/max profile (TensorRT binds it; ONNX Runtime does not).
+    ``max_hw``: the largest (H, W) the bundle's precision plan holds at (:attr:`Manifest.max_hw`), checked on a 4-D
+    input with dynamic H/W. Raises UserError naming the input, what it got and what the engine wants.
+    """
     if arr.dtype != np.dtype(spec.dtype):
         raise UserError(f"input '{spec.name}' has dtype {arr.dtype}, the engine wants {spec.dtype}")
     if arr.ndim != len(spec.shape):
@@ -137,4 +144,11 @@ def check_input(spec: IOSpec, arr: np.ndarray, enforce_profile: bool = True) -> 
         lo, hi = spec.profile["min"], spec.profile["max"]
         if any(g < a or g > b for g, a, b in zip(arr.shape, lo, hi)):
             raise UserError(f"input '{spec.name}' shape {arr.shape} is outside the engine's profile {lo}..{hi}")
+    dynamic_hw = len(spec.shape) == 4 and any(not isinstance(d, int) for d in spec.shape[2:])
+    if max_hw is not None and dynamic_hw and (arr.shape[2] > max_hw[0] or arr.shape[3] > max_hw[1]):
+        raise UserError(
+            f"input '{spec.name}' is {arr.shape[2]}x{arr.shape[3]}, larger than the {max_hw[0]}x{max_hw[1]} this "
+            "bundle's precision plan holds at (its FP16 overflow decisions are not known to hold beyond it): "
+            "resize the input, or rebuild with a larger --calib max_input_shape"
+        )
     return np.ascontiguousarray(arr)

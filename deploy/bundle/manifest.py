@@ -173,6 +173,16 @@ class Manifest:
         except (KeyError, TypeError) as exc:
             raise UserError(f"{where} is corrupt: {exc}; rebuild the bundle with `attnx build`") from None
 
+    @property
+    def max_hw(self) -> tuple[int, int] | None:
+        """The largest (H, W) of a dynamic-H/W input the precision plan was decided for (``--calib
+        max_input_shape``: FP16 overflow pins hold up to it, not beyond); None when the plan has no such bound."""
+        largest = (self.precision_plan or {}).get("largest_input") or {}
+        hw = largest.get("max_hw")
+        if largest.get("unbounded") or not (isinstance(hw, list) and len(hw) == 2):
+            return None
+        return int(hw[0]), int(hw[1])
+
     def path_of(self, bundle: Path, role: str) -> Path:
         """The path of the bundle file that fills ``role`` ("engine", "onnx", ...; see ``files``).
 

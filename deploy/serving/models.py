@@ -75,7 +75,7 @@ class ServedModel:
         checked = {}
         for spec in self.manifest.inputs:
             try:
-                checked[spec.name] = check_input(spec, feed[spec.name])
+                checked[spec.name] = check_input(spec, feed[spec.name], max_hw=self.manifest.max_hw)
             except UserError as exc:
                 raise ProtocolError(400, f"model '{self.name}': {exc}") from None
         if self.batched:

@@ -70,3 +70,26 @@ def test_unbounded_dynamic_hw_keeps_growing_sums_fp32(energy, tmp_path):
 def test_max_input_shape_below_the_calibration_size_is_refused(energy, tmp_path):
     with pytest.raises(UserError, match="smaller than the calibration input"):
         _fp16(energy, tmp_path, max_input_shape="3x8x8")
+
+
+def test_the_bundle_refuses_inputs_beyond_the_largest_it_was_planned_for(energy, tmp_path):
+    from attnx.deploy.apis.build import BuildOptions, build_bundle
+    from attnx.deploy.bundle.engine import Engine
+    from attnx.deploy.bundle.manifest import load_manifest
+
+    cal = {"input_shape": "3x16x16", "source": "synthetic", "count": 8, "eval_count": 4, "cache": False}
+    bounded = build_bundle(str(energy), tmp_path / "b", BuildOptions(
+        backend="ort", precision="fp16", input_shape=(1, 3, 16, 16),
+        calibration={**cal, "max_input_shape": "3x64x48"})).bundle  # fmt: skip
+    assert load_manifest(bounded).max_hw == (64, 48)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 48)).astype(np.float32)
+    with Engine.load(bounded) as engine:
+        assert np.isfinite(engine(x)["output"]).all()  # the largest size it was planned for runs
+        for h, w in ((96, 48), (64, 64)):
+            with pytest.raises(UserError, match=f"is {h}x{w}, larger than the 64x48 .* --calib max_input_shape"):
+                engine(np.zeros((1, 3, h, w), np.float32))
+    unbounded = build_bundle(str(energy), tmp_path / "u", BuildOptions(
+        backend="ort", precision="fp16", input_shape=(1, 3, 16, 16), calibration=cal)).bundle  # fmt: skip
+    assert load_manifest(unbounded).max_hw is None  # growing sums stay FP32: any size is safe
+    with Engine.load(unbounded) as engine:
+        assert np.isfinite(engine(np.zeros((1, 3, 96, 64), np.float32))["output"]).all()
