@@ -11,17 +11,15 @@ TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)
 
 
+def build_best(tmp_path):
+    """``precision="best"`` on ORT for the tiny model, written to ``tmp_path / "best"``."""
+    calibration = {"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")}
+    options = BuildOptions(backend="ort", precision="best", input_shape=SHAPE, calibration=calibration)
+    return build_bundle(TINY, tmp_path / "best", options)
+
+
 def test_best_precision_keeps_the_fastest_passing_candidate(tmp_path):
-    result = build_bundle(
-        TINY,
-        tmp_path / "best",
-        BuildOptions(
-            backend="ort",
-            precision="best",
-            input_shape=SHAPE,
-            calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")},
-        ),
-    )
+    result = build_best(tmp_path)
     selection = json.loads((tmp_path / "best" / "manifest.json").read_text())["build"]["selection"]
     rows = {(c["backend"], c["precision"]): c for c in selection["candidates"]}
     assert set(rows) == {("ort", "fp32"), ("ort", "fp16"), ("ort", "int8")}
@@ -74,16 +72,7 @@ def test_best_records_a_candidate_that_fails_to_build_and_goes_on(tmp_path, monk
         return real(prepared, fp32_path, writer, options, backend, work)
 
     monkeypatch.setattr(build, "_assemble", assemble)
-    result = build_bundle(
-        TINY,
-        tmp_path / "best",
-        BuildOptions(
-            backend="ort",
-            precision="best",
-            input_shape=SHAPE,
-            calibration={"source": "synthetic", "count": 16, "cache_dir": str(tmp_path / "c")},
-        ),
-    )
+    result = build_best(tmp_path)
     rows = {(c["backend"], c["precision"]): c for c in result.manifest.build["selection"]["candidates"]}
     assert "injected" in rows[("ort", "fp16")]["build_error"] and not rows[("ort", "fp16")]["parity_passed"]
     assert result.manifest.precision in ("fp32", "int8")

@@ -20,7 +20,6 @@ import pytest
 
 from attnx.core.errors import library_error_message, os_error_message
 from attnx.core.tempdirs import STALE_AFTER_S, owned_prefix, sweep_build_leftovers, sweep_stale
-from attnx.deploy.apis.build import BuildOptions, build_bundle
 from attnx.deploy.bundle.manifest import MANIFEST_NAME
 from tests.helpers import assert_user_error as _assert_user_error
 from tests.helpers import invoke
@@ -32,26 +31,6 @@ SHAPE = (1, 3, 16, 16)
 def enospc(*args, **kwargs):
     """What a failed write() raises: no file named."""
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    result = invoke("export", TINY, "-o", out, "--input-shape", "1x3x16x16")
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle") / "tiny"
-    build_bundle(TINY, out, BuildOptions(backend="ort", input_shape=SHAPE))
-    return out
-
-
-@pytest.fixture
-def bundle(built, tmp_path):
-    return Path(shutil.copytree(built, tmp_path / "b"))
 
 
 def edit_manifest(bundle, change):

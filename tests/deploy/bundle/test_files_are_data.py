@@ -14,30 +14,13 @@ import onnx
 import pytest
 
 from attnx.core.errors import UserError
-from attnx.deploy.apis.build import BuildOptions, build_bundle
-from attnx.deploy.apis.pipeline import export_model, prepare_model
 from attnx.deploy.bundle.engine import Engine
 from attnx.deploy.bundle.manifest import MANIFEST_NAME, load_manifest, sha256_file
-from attnx.exporters.export import ExportOptions
 from tests.helpers import assert_user_error, invoke
 
 TINY = "tests.fixtures:tiny_net"
 SHAPE = (1, 3, 16, 16)
 HELPER = "attnx_evil_helper"  # a module name nothing else uses: sys.modules cannot hide an import
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    result, _ = export_model(prepare_model(TINY), out, ExportOptions(input_shape=SHAPE))
-    return result.path
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle") / "tiny"
-    build_bundle(TINY, out, BuildOptions(backend="ort", input_shape=SHAPE))
-    return out
 
 
 @pytest.fixture(autouse=True)
@@ -48,12 +31,6 @@ def never_listen(monkeypatch):
         raise AssertionError("attnx serve got as far as listening")
 
     monkeypatch.setattr("attnx.deploy.serving.cli.bind", bind)
-
-
-@pytest.fixture
-def bundle(built, tmp_path):
-    """A private copy of a good bundle, to tamper with."""
-    return shutil.copytree(built, tmp_path / "b")
 
 
 def edit_manifest(bundle, change):

@@ -14,14 +14,6 @@ from tests.helpers import REPO_ROOT, assert_user_error, invoke
 TINY = "tests.fixtures:tiny_net"
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "tiny.onnx"
-    result = invoke("export", TINY, "-o", out, "--input-shape", "1x3x16x16")
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def perturbed_copy(onnx_path, dest):
     """``onnx_path`` with 0.05 added to its first conv weight: a model that fails fp32 parity."""
     proto = onnx.load(str(onnx_path))
