@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, shown
 
 if TYPE_CHECKING:  # torch is heavy: import it only where a model is built
     from torch import nn
@@ -247,10 +247,10 @@ def check_name_from_file(spec: str, where: str) -> None:
     them on the command line (``--model``): a file is data, and what it names is never imported.
     """
     if not is_zoo_name(spec):
-        shown = spec if spec.isprintable() and len(spec) <= 120 else ascii(spec[:120])
+        named = shown(spec, 120)
         raise UserError(
-            f"{where} names model '{shown}', which is not a zoo model; attnx never imports code named by a "
-            f"file: if you trust it, pass --model {shown}"
+            f"{where} names model '{named}', which is not a zoo model; attnx never imports code named by a "
+            f"file: if you trust it, pass --model {named}"
         )
 
 

@@ -12,6 +12,12 @@ class ParityFailure(Exception):
     """Backends disagree beyond the tolerance policy (exit code 1)."""
 
 
+def shown(text: str, limit: int = 200) -> str:
+    """``text`` read from a file (a model name, a path in a manifest), safe inside a one-line message: as is when it
+    is printable and at most ``limit`` characters, else the ``ascii()`` form of its first ``limit`` characters."""
+    return text if text.isprintable() and len(text) <= limit else ascii(text[:limit])
+
+
 def warn(message: str) -> None:
     """A warning the user must see (stderr, one line): for things attnx does only because it was told to."""
     import sys

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, shown
 
 if TYPE_CHECKING:
     import onnx
@@ -97,22 +97,22 @@ def check_external_data(path: Path, model: onnx.ModelProto | None = None) -> dic
     locations = external_locations(model)
     base = path.parent.resolve()
     for name, location in locations.items():
-        shown = location if location.isprintable() and len(location) <= 200 else ascii(location[:200])
+        place = shown(location)
         rel = Path(location)
         if not location or rel.is_absolute() or ".." in rel.parts or "\\" in location:
             raise UserError(
-                f"{path}: tensor '{name}' keeps its data at '{shown}', outside the model's folder; attnx reads "
+                f"{path}: tensor '{name}' keeps its data at '{place}', outside the model's folder; attnx reads "
                 "external data only from beside the model: move the data file next to it and name it there"
             )
         target = (base / rel).resolve()
         if not target.is_relative_to(base):
             raise UserError(
-                f"{path}: tensor '{name}' keeps its data at '{shown}', a link out of the model's folder; "
+                f"{path}: tensor '{name}' keeps its data at '{place}', a link out of the model's folder; "
                 "attnx reads external data only from beside the model: copy the data file next to it"
             )
         if not target.is_file():
             raise UserError(
-                f"{path}: tensor '{name}' keeps its data in '{shown}', which is missing: put the data file "
+                f"{path}: tensor '{name}' keeps its data in '{place}', which is missing: put the data file "
                 "beside the model"
             )
     return locations

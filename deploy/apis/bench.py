@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, shown
 from attnx.deploy.apis.pipeline import PreparedModel, export_model, prepare_model
 from attnx.deploy.bench.measure import BenchOptions, BenchResult, TorchReference, bench_side_by_side
 from attnx.deploy.bundle.manifest import Manifest, check_recorded_parity, load_manifest
@@ -50,9 +50,9 @@ def run_bench(
         from attnx.exporters.registry import is_zoo_name
 
         if not is_zoo_name(spec):
-            shown = spec if spec.isprintable() and len(spec) <= 120 else ascii(spec[:120])
-            raise UserError(f"the bundles name model '{shown}', which is not a zoo model; attnx never imports code "
-                            f"named by a file: pass --model {shown} if you trust it, or --no-torch to time the "
+            named = shown(spec, 120)
+            raise UserError(f"the bundles name model '{named}', which is not a zoo model; attnx never imports code "
+                            f"named by a file: pass --model {named} if you trust it, or --no-torch to time the "
                             "engines only")  # fmt: skip
     reference = None
     if torch_reference or not manifests:

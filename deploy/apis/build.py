@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, shown
 from attnx.deploy.apis.parity import plan_bundle_parity, record_held_out
 from attnx.deploy.apis.pipeline import compare_backends
 from attnx.deploy.bundle.engine import Engine
@@ -247,9 +247,9 @@ def _fp32_onnx(source: str, work: Path, options: BuildOptions, model_spec: str |
         named = meta.get("attnx.model")
         if model_spec is None and named and not is_zoo_name(named):
             # A name read from the file selects a zoo model only; the fp32 ONNX is the reference instead.
-            shown = named if named.isprintable() and len(named) <= 120 else ascii(named[:120])
-            warn(f"{path} names model '{shown}', which is not a zoo model; attnx never imports code named by a "
-                 f"file, so the engine is checked against the fp32 ONNX (pass --model {shown} to check it "
+            named_shown = shown(named, 120)
+            warn(f"{path} names model '{named_shown}', which is not a zoo model; attnx never imports code named by a "
+                 f"file, so the engine is checked against the fp32 ONNX (pass --model {named_shown} to check it "
                  "against PyTorch)")  # fmt: skip
             named = None
         has_reference = bool(model_spec or named)

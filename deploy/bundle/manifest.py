@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from attnx.core.errors import UserError
+from attnx.core.errors import UserError, shown
 from attnx.core.files import umask
 from attnx.exporters.weights import file_sha256 as sha256_file
 
@@ -177,11 +177,8 @@ class Manifest:
     def max_hw(self) -> tuple[int, int] | None:
         """The largest (H, W) of a dynamic-H/W input the precision plan was decided for (``--calib
         max_input_shape``: FP16 overflow pins hold up to it, not beyond); None when the plan has no such bound."""
-        largest = (self.precision_plan or {}).get("largest_input") or {}
-        hw = largest.get("max_hw")
-        if largest.get("unbounded") or not (isinstance(hw, list) and len(hw) == 2):
-            return None
-        return int(hw[0]), int(hw[1])
+        hw = ((self.precision_plan or {}).get("largest_input") or {}).get("max_hw")
+        return (int(hw[0]), int(hw[1])) if isinstance(hw, list) and len(hw) == 2 else None
 
     def path_of(self, bundle: Path, role: str) -> Path:
         """The path of the bundle file that fills ``role`` ("engine", "onnx", ...; see ``files``).
@@ -210,10 +207,6 @@ def _check_field_types(data: dict[str, Any], where: str) -> None:
         raise UserError(f"{where} is corrupt: 'parity' is not an object; rebuild the bundle with `attnx build`")
 
 
-def _shown(name: str) -> str:
-    return name if name.isprintable() and len(name) <= 200 else ascii(name[:200])
-
-
 def member_path(bundle: Path, name: str) -> Path:
     """The bundle file a manifest names, refused unless it lies inside the bundle folder.
 
@@ -232,11 +225,11 @@ def member_path(bundle: Path, name: str) -> Path:
     bundle = Path(bundle)
     rel = Path(name)
     if not name or rel.is_absolute() or ".." in rel.parts or "\\" in name or rel == Path("."):
-        raise UserError(f"bundle {bundle} names a file outside itself ('{_shown(name)}'): a bundle's files lie in "
+        raise UserError(f"bundle {bundle} names a file outside itself ('{shown(name)}'): a bundle's files lie in "
                         "its own folder; rebuild it with `attnx build`")  # fmt: skip
     path = bundle / rel
     if not path.resolve().is_relative_to(bundle.resolve()):
-        raise UserError(f"bundle {bundle}: {_shown(name)} is a link to a file outside the bundle; a bundle's files "
+        raise UserError(f"bundle {bundle}: {shown(name)} is a link to a file outside the bundle; a bundle's files "
                         "lie in its own folder: rebuild it with `attnx build`")  # fmt: skip
     return path
 
@@ -257,7 +250,7 @@ def check_members(bundle: Path, manifest: Manifest) -> None:
                         "rebuild it with `attnx build`")  # fmt: skip
     unhashed = sorted(names - set(manifest.sha256))
     if unhashed:
-        raise UserError(f"bundle {bundle} records no SHA-256 for {', '.join(map(_shown, unhashed))}, so it cannot "
+        raise UserError(f"bundle {bundle} records no SHA-256 for {', '.join(map(shown, unhashed))}, so it cannot "
                         "be verified; rebuild it with `attnx build`")  # fmt: skip
 
 
@@ -279,8 +272,8 @@ def check_no_external_data(bundle: Path, manifest: Manifest) -> None:
             outside = external_locations(read_model(path))
             if outside:
                 tensor, location = next(iter(outside.items()))
-                raise UserError(f"bundle {bundle}: {name} reads tensor '{_shown(tensor)}' from external data "
-                                f"('{_shown(location)}'), which attnx bundles never hold: rebuild it with "
+                raise UserError(f"bundle {bundle}: {name} reads tensor '{shown(tensor)}' from external data "
+                                f"('{shown(location)}'), which attnx bundles never hold: rebuild it with "
                                 "`attnx build`")  # fmt: skip
 
 
