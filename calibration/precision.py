@@ -192,7 +192,7 @@ def apply_precision(
             plan_out["largest_input"] = {
                 "shape": label, "unbounded": unbounded, "reductions": decided,
                 # the bound the engine enforces: beyond it the FP16 pins are not known to hold
-                "max_hw": None if unbounded else list(cfg.max_sample_shape[1:]) if cfg.max_sample_shape else None,
+                "max_hw": list(cfg.max_sample_shape[1:]) if cfg.max_sample_shape else None,  # None: unbounded
                 "method": "calibrated |x| of each reduction scaled by the growth of its extent at the largest input "
                           "(sums: ratio of extents) — the largest input may be unbounded or too large to calibrate at",
             }  # fmt: skip
